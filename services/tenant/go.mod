@@ -1,0 +1,7 @@
+module github.com/forgeapps/backbone/services/tenant
+
+go 1.26.8
+
+require github.com/forgeapps/backbone/pkg v0.0.0
+
+replace github.com/forgeapps/backbone/pkg => ../../pkg
