@@ -19,9 +19,10 @@ const (
 )
 
 // ForwardedKeys is the allowlist of reserved keys a client interceptor puts on outgoing
-// calls. Everything else of the incoming metadata stays where it arrived.
+// calls, each from a verified context value. Everything else of the incoming metadata stays
+// where it arrived.
 func ForwardedKeys() []string {
-	return []string{MDOwnerID, MDOwnerRegion, MDRequestID}
+	return []string{MDOwnerID, MDOwnerRegion, MDSessionID, MDRequestID}
 }
 
 // IsReserved reports whether a metadata key (any case) belongs to the reserved namespace.

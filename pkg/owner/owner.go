@@ -135,3 +135,31 @@ func FromContext(ctx context.Context) (Owner, bool) {
 	}
 	return o, true
 }
+
+type sessionKey struct{}
+
+// WithSessionID returns a context carrying the ID of the session the edge authenticated the
+// request with (asserted together with the owner; the tenant service uses it to mark and
+// revoke the current session).
+func WithSessionID(ctx context.Context, sessionID string) context.Context {
+	return context.WithValue(ctx, sessionKey{}, sessionID)
+}
+
+// SessionIDFromContext returns the session ID asserted with the owner, if any.
+func SessionIDFromContext(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(sessionKey{}).(string)
+	return s, ok && s != ""
+}
+
+type requestKey struct{}
+
+// WithRequestID returns a context carrying the edge's request ID (for log correlation only).
+func WithRequestID(ctx context.Context, requestID string) context.Context {
+	return context.WithValue(ctx, requestKey{}, requestID)
+}
+
+// RequestIDFromContext returns the request ID, if any.
+func RequestIDFromContext(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(requestKey{}).(string)
+	return s, ok && s != ""
+}
