@@ -34,6 +34,8 @@ func New(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: json}),
 		runtime.WithErrorHandler(runtime.DefaultHTTPErrorHandler),
 		runtime.WithDisablePathLengthFallback(),
+		// grpc-gateway keeps the query parser process-wide; every edge mux uses the strict one.
+		runtime.SetQueryParameterParser(&strictQueryParser{}),
 	}
 	return runtime.NewServeMux(append(opts, extra...)...)
 }
