@@ -465,3 +465,40 @@ func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 	}
 	return r
 }
+
+// checkEachSideOfTheGRPCEdges: the gRPC edges hold on each side on its own, so that widening
+// one policy is caught even while the other side still blocks the connection (each side is
+// the only guard when the other pod's policy is missing or wrong).
+func checkEachSideOfTheGRPCEdges(t *testing.T, s *suite) {
+	for _, region := range regions(t) {
+		r := regionWithMigrations(t, s, region)
+		nps := policiesOf(r)
+		eps := endpointsOf(r)
+		var want, ingress, egress []string
+		for _, dst := range services() {
+			for _, c := range dst.Callers {
+				want = append(want, c+" -> "+dst.Name)
+			}
+		}
+		for _, dst := range eps {
+			svc := slices.IndexFunc(services(), func(x service) bool { return x.Name == dst.Name && dst.Labels["app.kubernetes.io/component"] == "server" })
+			if svc < 0 {
+				continue
+			}
+			port := services()[svc].GRPCPort
+			for _, src := range eps {
+				if outside(src) {
+					continue
+				}
+				if ingressAllows(nps, dst, func(p networkingv1.NetworkPolicyPeer, ns string) bool { return peerMatchesPod(p, ns, src) }, port, corev1.ProtocolTCP) {
+					ingress = append(ingress, src.Name+" -> "+dst.Name)
+				}
+				if egressAllows(nps, src, func(p networkingv1.NetworkPolicyPeer, ns string) bool { return peerMatchesPod(p, ns, dst) }, port, corev1.ProtocolTCP, &dst) {
+					egress = append(egress, src.Name+" -> "+dst.Name)
+				}
+			}
+		}
+		require.ElementsMatch(t, want, ingress, "%s: who each service admits on its gRPC port", region)
+		require.ElementsMatch(t, want, egress, "%s: which gRPC ports each workload may reach", region)
+	}
+}

@@ -239,9 +239,11 @@ func TestManifests(t *testing.T) {
 		{"workload certificates", checkCertificates},
 		{"default deny and isolation", checkDefaultDeny},
 		{"network edges", checkNetworkEdges},
+		{"network edges hold on each side", checkEachSideOfTheGRPCEdges},
 		{"dependencies", checkDependencies},
 		{"migrations and backups", checkJobs},
 		{"no placeholder survives an overlay", checkNoPlaceholders},
+		{"README commands", checkReadme},
 		{"kube-score", checkKubeScore},
 	}
 	for _, c := range checks {
