@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -171,4 +172,42 @@ func subjectMatches(pattern, subject string) bool {
 		}
 	}
 	return len(p) == len(s)
+}
+
+// DurableConsumer is one durable consumer of the suite: the service that runs it calls
+// Consume with exactly this stream, durable name and subjects.
+type DurableConsumer struct {
+	Stream   string
+	Durable  string
+	Subjects []string
+}
+
+// DurableConsumers lists every durable consumer the services run. It exists because the
+// streams use Interest retention: JetStream keeps an event only for the consumers that exist
+// when it is published, so an event published before its consumer's first start would be
+// dropped. EnsureStreams (which every service calls at start) therefore creates each consumer
+// listed here that does not exist yet. IsListed lets each service test that the consumers it
+// runs are on the list.
+// Per-replica consumers (cache invalidation in the gateway and the sandbox origin) are not
+// durable and not listed: they only care about events published while they run.
+func DurableConsumers() []DurableConsumer {
+	return []DurableConsumer{
+		{Stream: StreamLifecycle, Durable: "tenant", Subjects: []string{SubjectPurgeRequested}},
+		{Stream: StreamLifecycle, Durable: "apps", Subjects: []string{SubjectPurgeRequested}},
+		{Stream: StreamLifecycle, Durable: "secrets-vault", Subjects: []string{SubjectPurgeRequested}},
+		{Stream: StreamApps, Durable: "secrets-vault", Subjects: []string{SubjectAppDeleted}},
+		{Stream: StreamLifecycle, Durable: "data-lifecycle-export", Subjects: []string{SubjectExportRequested}},
+		{Stream: StreamLifecycle, Durable: "data-lifecycle-purge", Subjects: []string{SubjectPurgeRequested}},
+		{Stream: StreamLifecycle, Durable: "data-lifecycle-purge-completed", Subjects: []string{SubjectPurgeCompleted}},
+	}
+}
+
+// IsListed reports whether a consumer configuration matches an entry of DurableConsumers.
+func IsListed(cfg ConsumerConfig) bool {
+	for _, d := range DurableConsumers() {
+		if d.Stream == cfg.Stream && d.Durable == cfg.Durable && slices.Equal(d.Subjects, cfg.Subjects) {
+			return true
+		}
+	}
+	return false
 }

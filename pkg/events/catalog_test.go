@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	eventsv1 "github.com/forgeapps/backbone/pkg/gen/forge/events/v1"
+	"github.com/forgeapps/backbone/pkg/testkit/natstest"
 )
 
 // The proto comments are where a subject is first written down; the catalog must agree with
@@ -177,4 +178,26 @@ func TestStreamsConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEnsureStreamsCreatesListedConsumers(t *testing.T) {
+	js := natstest.Start(t).JetStream(t)
+	ctx := context.Background()
+	require.NoError(t, EnsureStreams(ctx, js, StreamsConfig{}))
+	for _, d := range DurableConsumers() {
+		c, err := js.Consumer(ctx, d.Stream, d.Durable)
+		require.NoError(t, err, "%s on %s", d.Durable, d.Stream)
+		require.Equal(t, d.Subjects, c.CachedInfo().Config.FilterSubjects)
+		require.True(t, IsListed(ConsumerConfig{Stream: d.Stream, Durable: d.Durable, Subjects: d.Subjects}))
+	}
+	// An event published before any consumer ran is kept for each listed consumer.
+	_, err := js.Publish(ctx, SubjectPurgeRequested, []byte("x"))
+	require.NoError(t, err)
+	info, err := js.Stream(ctx, StreamLifecycle)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.CachedInfo().State.Msgs)
+
+	// Running it again is harmless.
+	require.NoError(t, EnsureStreams(ctx, js, StreamsConfig{}))
+	require.False(t, IsListed(ConsumerConfig{Stream: StreamApps, Durable: "nobody", Subjects: []string{SubjectAppCreated}}))
 }

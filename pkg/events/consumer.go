@@ -117,7 +117,8 @@ type ConsumerConfig struct {
 // subject token.
 var durableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-func (c ConsumerConfig) complete() (ConsumerConfig, error) {
+// withDefaults fills the redelivery settings, the part of the configuration JetStream keeps.
+func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 8
 	}
@@ -125,6 +126,11 @@ func (c ConsumerConfig) complete() (ConsumerConfig, error) {
 		c.BackOff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute,
 			10 * time.Minute, 30 * time.Minute, time.Hour}
 	}
+	return c, nil
+}
+
+func (c ConsumerConfig) complete() (ConsumerConfig, error) {
+	c, _ = c.withDefaults()
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = time.Minute
 	}

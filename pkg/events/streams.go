@@ -100,5 +100,22 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 		}
 	}
+	// Create the suite's durable consumers that do not exist yet, so that no event is dropped
+	// for lack of interest before its consumer first runs (see DurableConsumers). Existing
+	// ones are left alone: Consume owns their full configuration.
+	for _, d := range DurableConsumers() {
+		if _, err := js.Consumer(ctx, d.Stream, d.Durable); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("ensure consumer %s on %s: %w", d.Durable, d.Stream, err)
+		}
+		cfg, err := ConsumerConfig{Stream: d.Stream, Durable: d.Durable, Subjects: d.Subjects}.withDefaults()
+		if err != nil {
+			return err
+		}
+		if _, err := js.CreateConsumer(ctx, d.Stream, cfg.jsConsumerConfig()); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+			return fmt.Errorf("ensure consumer %s on %s: %w", d.Durable, d.Stream, err)
+		}
+	}
 	return nil
 }
