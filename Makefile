@@ -51,6 +51,7 @@ tools: $(BIN)/.buf-$(BUF_VERSION) $(BIN)/.plugins-$(PROTOC_GEN_GO_VERSION)-$(PRO
 generate: tools ## Regenerate Go code and OpenAPI documents from proto/ (lint and format first).
 	$(BIN)/buf format --exit-code --diff --path proto/forge
 	$(BIN)/buf lint
+	rm -rf pkg/gen pkg/apidocs/openapi
 	$(BIN)/buf generate
 
 .PHONY: check-generated

@@ -709,9 +709,17 @@ func (x *SignInResponse) GetCreated() bool {
 	return false
 }
 
+// AuthenticateRequest carries the credential the edge received: a session token, or the
+// identity of an OIDC ID token the edge has verified (issuer, audience, signature, expiry).
+// An identity authenticates only a tenant that already exists; it never creates one (SignIn
+// does) and never creates a session.
 type AuthenticateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionToken  string                 `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Credential:
+	//
+	//	*AuthenticateRequest_SessionToken
+	//	*AuthenticateRequest_Identity
+	Credential    isAuthenticateRequest_Credential `protobuf_oneof:"credential"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -746,18 +754,53 @@ func (*AuthenticateRequest) Descriptor() ([]byte, []int) {
 	return file_forge_tenant_v1_tenant_proto_rawDescGZIP(), []int{9}
 }
 
+func (x *AuthenticateRequest) GetCredential() isAuthenticateRequest_Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
 func (x *AuthenticateRequest) GetSessionToken() string {
 	if x != nil {
-		return x.SessionToken
+		if x, ok := x.Credential.(*AuthenticateRequest_SessionToken); ok {
+			return x.SessionToken
+		}
 	}
 	return ""
 }
 
+func (x *AuthenticateRequest) GetIdentity() *VerifiedIdentity {
+	if x != nil {
+		if x, ok := x.Credential.(*AuthenticateRequest_Identity); ok {
+			return x.Identity
+		}
+	}
+	return nil
+}
+
+type isAuthenticateRequest_Credential interface {
+	isAuthenticateRequest_Credential()
+}
+
+type AuthenticateRequest_SessionToken struct {
+	SessionToken string `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3,oneof"`
+}
+
+type AuthenticateRequest_Identity struct {
+	Identity *VerifiedIdentity `protobuf:"bytes,2,opt,name=identity,proto3,oneof"`
+}
+
+func (*AuthenticateRequest_SessionToken) isAuthenticateRequest_Credential() {}
+
+func (*AuthenticateRequest_Identity) isAuthenticateRequest_Credential() {}
+
 type AuthenticateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OwnerId       string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	HomeRegion    string                 `protobuf:"bytes,2,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
-	Status        AccountStatus          `protobuf:"varint,3,opt,name=status,proto3,enum=forge.tenant.v1.AccountStatus" json:"status,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId    string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	HomeRegion string                 `protobuf:"bytes,2,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
+	Status     AccountStatus          `protobuf:"varint,3,opt,name=status,proto3,enum=forge.tenant.v1.AccountStatus" json:"status,omitempty"`
+	// session_id and expire_time are set for a session token, empty for an identity.
 	SessionId     string                 `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2292,10 +2335,13 @@ const file_forge_tenant_v1_tenant_proto_rawDesc = "" +
 	"\rsession_token\x18\x01 \x01(\tR\fsessionToken\x122\n" +
 	"\asession\x18\x02 \x01(\v2\x18.forge.tenant.v1.SessionR\asession\x122\n" +
 	"\aaccount\x18\x03 \x01(\v2\x18.forge.tenant.v1.AccountR\aaccount\x12\x18\n" +
-	"\acreated\x18\x04 \x01(\bR\acreated\"F\n" +
-	"\x13AuthenticateRequest\x12/\n" +
+	"\acreated\x18\x04 \x01(\bR\acreated\"\x9e\x01\n" +
+	"\x13AuthenticateRequest\x121\n" +
 	"\rsession_token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\fsessionToken\"\xe6\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01H\x00R\fsessionToken\x12?\n" +
+	"\bidentity\x18\x02 \x01(\v2!.forge.tenant.v1.VerifiedIdentityH\x00R\bidentityB\x13\n" +
+	"\n" +
+	"credential\x12\x05\xbaH\x02\b\x01\"\xe6\x01\n" +
 	"\x14AuthenticateResponse\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x1f\n" +
 	"\vhome_region\x18\x02 \x01(\tR\n" +
@@ -2495,60 +2541,61 @@ var file_forge_tenant_v1_tenant_proto_depIdxs = []int32{
 	0,  // 9: forge.tenant.v1.SignInRequest.plan:type_name -> forge.tenant.v1.Plan
 	7,  // 10: forge.tenant.v1.SignInResponse.session:type_name -> forge.tenant.v1.Session
 	2,  // 11: forge.tenant.v1.SignInResponse.account:type_name -> forge.tenant.v1.Account
-	1,  // 12: forge.tenant.v1.AuthenticateResponse.status:type_name -> forge.tenant.v1.AccountStatus
-	42, // 13: forge.tenant.v1.AuthenticateResponse.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 14: forge.tenant.v1.ListSessionsResponse.sessions:type_name -> forge.tenant.v1.Session
-	42, // 15: forge.tenant.v1.CreditEntry.create_time:type_name -> google.protobuf.Timestamp
-	19, // 16: forge.tenant.v1.GetCreditBalanceResponse.recent_entries:type_name -> forge.tenant.v1.CreditEntry
-	19, // 17: forge.tenant.v1.ListCreditEntriesResponse.entries:type_name -> forge.tenant.v1.CreditEntry
-	19, // 18: forge.tenant.v1.GrantCreditsResponse.entry:type_name -> forge.tenant.v1.CreditEntry
-	19, // 19: forge.tenant.v1.DebitCreditsResponse.entry:type_name -> forge.tenant.v1.CreditEntry
-	0,  // 20: forge.tenant.v1.ChangePlanRequest.plan:type_name -> forge.tenant.v1.Plan
-	2,  // 21: forge.tenant.v1.ChangePlanResponse.account:type_name -> forge.tenant.v1.Account
-	0,  // 22: forge.tenant.v1.ResolveEmailResponse.plan:type_name -> forge.tenant.v1.Plan
-	2,  // 23: forge.tenant.v1.ExportTenantResponse.account:type_name -> forge.tenant.v1.Account
-	19, // 24: forge.tenant.v1.ExportTenantResponse.credit_entry:type_name -> forge.tenant.v1.CreditEntry
-	3,  // 25: forge.tenant.v1.AccountService.GetAccount:input_type -> forge.tenant.v1.GetAccountRequest
-	5,  // 26: forge.tenant.v1.AccountService.UpdateAccount:input_type -> forge.tenant.v1.UpdateAccountRequest
-	9,  // 27: forge.tenant.v1.SessionService.SignIn:input_type -> forge.tenant.v1.SignInRequest
-	11, // 28: forge.tenant.v1.SessionService.Authenticate:input_type -> forge.tenant.v1.AuthenticateRequest
-	13, // 29: forge.tenant.v1.SessionService.ListSessions:input_type -> forge.tenant.v1.ListSessionsRequest
-	15, // 30: forge.tenant.v1.SessionService.RevokeSession:input_type -> forge.tenant.v1.RevokeSessionRequest
-	17, // 31: forge.tenant.v1.SessionService.RevokeAllSessions:input_type -> forge.tenant.v1.RevokeAllSessionsRequest
-	20, // 32: forge.tenant.v1.CreditService.GetCreditBalance:input_type -> forge.tenant.v1.GetCreditBalanceRequest
-	22, // 33: forge.tenant.v1.CreditService.ListCreditEntries:input_type -> forge.tenant.v1.ListCreditEntriesRequest
-	24, // 34: forge.tenant.v1.CreditService.GrantCredits:input_type -> forge.tenant.v1.GrantCreditsRequest
-	26, // 35: forge.tenant.v1.CreditService.DebitCredits:input_type -> forge.tenant.v1.DebitCreditsRequest
-	28, // 36: forge.tenant.v1.TenantAdminService.ChangePlan:input_type -> forge.tenant.v1.ChangePlanRequest
-	30, // 37: forge.tenant.v1.TenantAdminService.LookupHomeRegion:input_type -> forge.tenant.v1.LookupHomeRegionRequest
-	32, // 38: forge.tenant.v1.TenantAdminService.ResolveEmail:input_type -> forge.tenant.v1.ResolveEmailRequest
-	34, // 39: forge.tenant.v1.TenantAdminService.DisableTenant:input_type -> forge.tenant.v1.DisableTenantRequest
-	36, // 40: forge.tenant.v1.TenantAdminService.RestoreTenant:input_type -> forge.tenant.v1.RestoreTenantRequest
-	38, // 41: forge.tenant.v1.TenantAdminService.ExportTenant:input_type -> forge.tenant.v1.ExportTenantRequest
-	40, // 42: forge.tenant.v1.TenantAdminService.PurgeTenant:input_type -> forge.tenant.v1.PurgeTenantRequest
-	4,  // 43: forge.tenant.v1.AccountService.GetAccount:output_type -> forge.tenant.v1.GetAccountResponse
-	6,  // 44: forge.tenant.v1.AccountService.UpdateAccount:output_type -> forge.tenant.v1.UpdateAccountResponse
-	10, // 45: forge.tenant.v1.SessionService.SignIn:output_type -> forge.tenant.v1.SignInResponse
-	12, // 46: forge.tenant.v1.SessionService.Authenticate:output_type -> forge.tenant.v1.AuthenticateResponse
-	14, // 47: forge.tenant.v1.SessionService.ListSessions:output_type -> forge.tenant.v1.ListSessionsResponse
-	16, // 48: forge.tenant.v1.SessionService.RevokeSession:output_type -> forge.tenant.v1.RevokeSessionResponse
-	18, // 49: forge.tenant.v1.SessionService.RevokeAllSessions:output_type -> forge.tenant.v1.RevokeAllSessionsResponse
-	21, // 50: forge.tenant.v1.CreditService.GetCreditBalance:output_type -> forge.tenant.v1.GetCreditBalanceResponse
-	23, // 51: forge.tenant.v1.CreditService.ListCreditEntries:output_type -> forge.tenant.v1.ListCreditEntriesResponse
-	25, // 52: forge.tenant.v1.CreditService.GrantCredits:output_type -> forge.tenant.v1.GrantCreditsResponse
-	27, // 53: forge.tenant.v1.CreditService.DebitCredits:output_type -> forge.tenant.v1.DebitCreditsResponse
-	29, // 54: forge.tenant.v1.TenantAdminService.ChangePlan:output_type -> forge.tenant.v1.ChangePlanResponse
-	31, // 55: forge.tenant.v1.TenantAdminService.LookupHomeRegion:output_type -> forge.tenant.v1.LookupHomeRegionResponse
-	33, // 56: forge.tenant.v1.TenantAdminService.ResolveEmail:output_type -> forge.tenant.v1.ResolveEmailResponse
-	35, // 57: forge.tenant.v1.TenantAdminService.DisableTenant:output_type -> forge.tenant.v1.DisableTenantResponse
-	37, // 58: forge.tenant.v1.TenantAdminService.RestoreTenant:output_type -> forge.tenant.v1.RestoreTenantResponse
-	39, // 59: forge.tenant.v1.TenantAdminService.ExportTenant:output_type -> forge.tenant.v1.ExportTenantResponse
-	41, // 60: forge.tenant.v1.TenantAdminService.PurgeTenant:output_type -> forge.tenant.v1.PurgeTenantResponse
-	43, // [43:61] is the sub-list for method output_type
-	25, // [25:43] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	8,  // 12: forge.tenant.v1.AuthenticateRequest.identity:type_name -> forge.tenant.v1.VerifiedIdentity
+	1,  // 13: forge.tenant.v1.AuthenticateResponse.status:type_name -> forge.tenant.v1.AccountStatus
+	42, // 14: forge.tenant.v1.AuthenticateResponse.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // 15: forge.tenant.v1.ListSessionsResponse.sessions:type_name -> forge.tenant.v1.Session
+	42, // 16: forge.tenant.v1.CreditEntry.create_time:type_name -> google.protobuf.Timestamp
+	19, // 17: forge.tenant.v1.GetCreditBalanceResponse.recent_entries:type_name -> forge.tenant.v1.CreditEntry
+	19, // 18: forge.tenant.v1.ListCreditEntriesResponse.entries:type_name -> forge.tenant.v1.CreditEntry
+	19, // 19: forge.tenant.v1.GrantCreditsResponse.entry:type_name -> forge.tenant.v1.CreditEntry
+	19, // 20: forge.tenant.v1.DebitCreditsResponse.entry:type_name -> forge.tenant.v1.CreditEntry
+	0,  // 21: forge.tenant.v1.ChangePlanRequest.plan:type_name -> forge.tenant.v1.Plan
+	2,  // 22: forge.tenant.v1.ChangePlanResponse.account:type_name -> forge.tenant.v1.Account
+	0,  // 23: forge.tenant.v1.ResolveEmailResponse.plan:type_name -> forge.tenant.v1.Plan
+	2,  // 24: forge.tenant.v1.ExportTenantResponse.account:type_name -> forge.tenant.v1.Account
+	19, // 25: forge.tenant.v1.ExportTenantResponse.credit_entry:type_name -> forge.tenant.v1.CreditEntry
+	3,  // 26: forge.tenant.v1.AccountService.GetAccount:input_type -> forge.tenant.v1.GetAccountRequest
+	5,  // 27: forge.tenant.v1.AccountService.UpdateAccount:input_type -> forge.tenant.v1.UpdateAccountRequest
+	9,  // 28: forge.tenant.v1.SessionService.SignIn:input_type -> forge.tenant.v1.SignInRequest
+	11, // 29: forge.tenant.v1.SessionService.Authenticate:input_type -> forge.tenant.v1.AuthenticateRequest
+	13, // 30: forge.tenant.v1.SessionService.ListSessions:input_type -> forge.tenant.v1.ListSessionsRequest
+	15, // 31: forge.tenant.v1.SessionService.RevokeSession:input_type -> forge.tenant.v1.RevokeSessionRequest
+	17, // 32: forge.tenant.v1.SessionService.RevokeAllSessions:input_type -> forge.tenant.v1.RevokeAllSessionsRequest
+	20, // 33: forge.tenant.v1.CreditService.GetCreditBalance:input_type -> forge.tenant.v1.GetCreditBalanceRequest
+	22, // 34: forge.tenant.v1.CreditService.ListCreditEntries:input_type -> forge.tenant.v1.ListCreditEntriesRequest
+	24, // 35: forge.tenant.v1.CreditService.GrantCredits:input_type -> forge.tenant.v1.GrantCreditsRequest
+	26, // 36: forge.tenant.v1.CreditService.DebitCredits:input_type -> forge.tenant.v1.DebitCreditsRequest
+	28, // 37: forge.tenant.v1.TenantAdminService.ChangePlan:input_type -> forge.tenant.v1.ChangePlanRequest
+	30, // 38: forge.tenant.v1.TenantAdminService.LookupHomeRegion:input_type -> forge.tenant.v1.LookupHomeRegionRequest
+	32, // 39: forge.tenant.v1.TenantAdminService.ResolveEmail:input_type -> forge.tenant.v1.ResolveEmailRequest
+	34, // 40: forge.tenant.v1.TenantAdminService.DisableTenant:input_type -> forge.tenant.v1.DisableTenantRequest
+	36, // 41: forge.tenant.v1.TenantAdminService.RestoreTenant:input_type -> forge.tenant.v1.RestoreTenantRequest
+	38, // 42: forge.tenant.v1.TenantAdminService.ExportTenant:input_type -> forge.tenant.v1.ExportTenantRequest
+	40, // 43: forge.tenant.v1.TenantAdminService.PurgeTenant:input_type -> forge.tenant.v1.PurgeTenantRequest
+	4,  // 44: forge.tenant.v1.AccountService.GetAccount:output_type -> forge.tenant.v1.GetAccountResponse
+	6,  // 45: forge.tenant.v1.AccountService.UpdateAccount:output_type -> forge.tenant.v1.UpdateAccountResponse
+	10, // 46: forge.tenant.v1.SessionService.SignIn:output_type -> forge.tenant.v1.SignInResponse
+	12, // 47: forge.tenant.v1.SessionService.Authenticate:output_type -> forge.tenant.v1.AuthenticateResponse
+	14, // 48: forge.tenant.v1.SessionService.ListSessions:output_type -> forge.tenant.v1.ListSessionsResponse
+	16, // 49: forge.tenant.v1.SessionService.RevokeSession:output_type -> forge.tenant.v1.RevokeSessionResponse
+	18, // 50: forge.tenant.v1.SessionService.RevokeAllSessions:output_type -> forge.tenant.v1.RevokeAllSessionsResponse
+	21, // 51: forge.tenant.v1.CreditService.GetCreditBalance:output_type -> forge.tenant.v1.GetCreditBalanceResponse
+	23, // 52: forge.tenant.v1.CreditService.ListCreditEntries:output_type -> forge.tenant.v1.ListCreditEntriesResponse
+	25, // 53: forge.tenant.v1.CreditService.GrantCredits:output_type -> forge.tenant.v1.GrantCreditsResponse
+	27, // 54: forge.tenant.v1.CreditService.DebitCredits:output_type -> forge.tenant.v1.DebitCreditsResponse
+	29, // 55: forge.tenant.v1.TenantAdminService.ChangePlan:output_type -> forge.tenant.v1.ChangePlanResponse
+	31, // 56: forge.tenant.v1.TenantAdminService.LookupHomeRegion:output_type -> forge.tenant.v1.LookupHomeRegionResponse
+	33, // 57: forge.tenant.v1.TenantAdminService.ResolveEmail:output_type -> forge.tenant.v1.ResolveEmailResponse
+	35, // 58: forge.tenant.v1.TenantAdminService.DisableTenant:output_type -> forge.tenant.v1.DisableTenantResponse
+	37, // 59: forge.tenant.v1.TenantAdminService.RestoreTenant:output_type -> forge.tenant.v1.RestoreTenantResponse
+	39, // 60: forge.tenant.v1.TenantAdminService.ExportTenant:output_type -> forge.tenant.v1.ExportTenantResponse
+	41, // 61: forge.tenant.v1.TenantAdminService.PurgeTenant:output_type -> forge.tenant.v1.PurgeTenantResponse
+	44, // [44:62] is the sub-list for method output_type
+	26, // [26:44] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_forge_tenant_v1_tenant_proto_init() }
@@ -2557,6 +2604,10 @@ func file_forge_tenant_v1_tenant_proto_init() {
 		return
 	}
 	file_forge_tenant_v1_tenant_proto_msgTypes[3].OneofWrappers = []any{}
+	file_forge_tenant_v1_tenant_proto_msgTypes[9].OneofWrappers = []any{
+		(*AuthenticateRequest_SessionToken)(nil),
+		(*AuthenticateRequest_Identity)(nil),
+	}
 	file_forge_tenant_v1_tenant_proto_msgTypes[37].OneofWrappers = []any{
 		(*ExportTenantResponse_Account)(nil),
 		(*ExportTenantResponse_CreditEntry)(nil),
