@@ -186,7 +186,7 @@ func TestRefusedBeforeHandler(t *testing.T) {
 		{
 			name: "owner forged on a system method by its listed caller",
 			call: func(t *testing.T, e *env) error {
-				_, err := tenantv1.NewSessionServiceClient(e.rawConn(t, workload.Gateway)).Authenticate(forged(victim, "us-east"), &tenantv1.AuthenticateRequest{SessionToken: "x"})
+				_, err := tenantv1.NewSessionServiceClient(e.rawConn(t, workload.Gateway)).Authenticate(forged(victim, "us-east"), &tenantv1.AuthenticateRequest{Credential: &tenantv1.AuthenticateRequest_SessionToken{SessionToken: "x"}})
 				return err
 			},
 			want: codes.PermissionDenied,
@@ -298,7 +298,7 @@ func TestWrongRegionNamesHome(t *testing.T) {
 func TestSystemMethodRunsWithoutOwner(t *testing.T) {
 	e := start(t)
 	client := tenantv1.NewSessionServiceClient(e.pki.Dial(t, e.addr, workload.Gateway, workload.Tenant))
-	_, err := client.Authenticate(context.Background(), &tenantv1.AuthenticateRequest{SessionToken: "x"})
+	_, err := client.Authenticate(context.Background(), &tenantv1.AuthenticateRequest{Credential: &tenantv1.AuthenticateRequest_SessionToken{SessionToken: "x"}})
 	require.NoError(t, err)
 }
 
