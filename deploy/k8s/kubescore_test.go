@@ -119,12 +119,11 @@ func scoredKinds(r rendering) int {
 	return n
 }
 
-// TestKubeScoreWaivers: kube-score's per-object waiver is allowed in two places only, both for
+// checkKubeScoreWaivers: kube-score's per-object waiver is allowed in two places only, both for
 // policies whose pods kube-score cannot see in the same rendering: the namespaces' default deny
 // (it selects the pods of entries applied later) and the policies of the operator-created
 // Postgres pods.
-func TestKubeScoreWaivers(t *testing.T) {
-	s := loadSuite(t)
+func checkKubeScoreWaivers(t *testing.T, s *suite) {
 	for _, e := range s.entries {
 		for _, o := range s.get(t, e).Objects {
 			meta := o.Typed.(interface{ GetAnnotations() map[string]string })

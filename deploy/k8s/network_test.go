@@ -384,11 +384,11 @@ func checkNetworkEdges(t *testing.T, s *suite) {
 	}
 }
 
-// TestEdgeEvaluatorCatchesAWideningPolicy proves the evaluator sees a policy change: widening
+// checkEdgeEvaluatorCatchesAWideningPolicy proves the evaluator sees a policy change: widening
 // one rule of the rendered region adds edges, and dropping the sandbox's exceptions lets it
 // reach the metadata address.
-func TestEdgeEvaluatorCatchesAWideningPolicy(t *testing.T) {
-	r := regionWithMigrations(t, loadSuite(t), "us-east")
+func checkEdgeEvaluatorCatchesAWideningPolicy(t *testing.T, s *suite) {
+	r := regionWithMigrations(t, s, "us-east")
 	exts := externals("us-east")
 	require.Equal(t, expectedEdges(r, exts), edges(r, exts))
 
@@ -481,7 +481,9 @@ func checkEachSideOfTheGRPCEdges(t *testing.T, s *suite) {
 			}
 		}
 		for _, dst := range eps {
-			svc := slices.IndexFunc(services(), func(x service) bool { return x.Name == dst.Name && dst.Labels["app.kubernetes.io/component"] == "server" })
+			svc := slices.IndexFunc(services(), func(x service) bool {
+				return x.Name == dst.Name && dst.Labels["app.kubernetes.io/component"] == "server"
+			})
 			if svc < 0 {
 				continue
 			}

@@ -141,9 +141,8 @@ func checkReadme(t *testing.T, s *suite) {
 	}
 }
 
-// TestReadmeCheckBites: a command naming a missing entry or object is refused.
-func TestReadmeCheckBites(t *testing.T) {
-	s := loadSuite(t)
+// checkReadmeCheckBites: a command naming a missing entry or object is refused.
+func checkReadmeCheckBites(t *testing.T, s *suite) {
 	cases := []string{
 		"kubectl apply -k deploy/k8s/regions/eu-west/billing",
 		"kustomize build deploy/k8s/regions/ap-south",

@@ -240,11 +240,14 @@ func TestManifests(t *testing.T) {
 		{"default deny and isolation", checkDefaultDeny},
 		{"network edges", checkNetworkEdges},
 		{"network edges hold on each side", checkEachSideOfTheGRPCEdges},
+		{"the edge evaluator sees a widened policy", checkEdgeEvaluatorCatchesAWideningPolicy},
 		{"dependencies", checkDependencies},
 		{"migrations and backups", checkJobs},
 		{"no placeholder survives an overlay", checkNoPlaceholders},
 		{"README commands", checkReadme},
+		{"the README check refuses unrendered commands", checkReadmeCheckBites},
 		{"kube-score", checkKubeScore},
+		{"kube-score waivers", checkKubeScoreWaivers},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) { c.check(t, s) })
