@@ -86,7 +86,9 @@ const (
 	// ACCOUNT_STATUS_DELETION_PENDING: every session is revoked; the only thing the owner can
 	// do is cancel the deletion before it is due.
 	AccountStatus_ACCOUNT_STATUS_DELETION_PENDING AccountStatus = 2
-	AccountStatus_ACCOUNT_STATUS_PURGED           AccountStatus = 3
+	// ACCOUNT_STATUS_PURGED is announced (AccountStatusChanged) when the purge ends; it is never
+	// read back, because the purge removes every row of the tenant, the account included.
+	AccountStatus_ACCOUNT_STATUS_PURGED AccountStatus = 3
 )
 
 // Enum value maps for AccountStatus.
@@ -574,8 +576,9 @@ type SignInRequest struct {
 	// plan applies only when this sign-in creates the tenant; PLAN_UNSPECIFIED means free.
 	Plan Plan `protobuf:"varint,2,opt,name=plan,proto3,enum=forge.tenant.v1.Plan" json:"plan,omitempty"`
 	// home_region applies only when this sign-in creates the tenant; empty means "us-east".
-	// "eu-west" is allowed for the studio plan only.
-	HomeRegion    string `protobuf:"bytes,3,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
+	// "eu-west" is allowed for the studio plan only, and only on an instance serving eu-west.
+	HomeRegion string `protobuf:"bytes,3,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
+	// user_agent describes the client, so the owner can recognise the session in ListSessions.
 	UserAgent     string `protobuf:"bytes,4,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -641,7 +644,8 @@ func (x *SignInRequest) GetUserAgent() string {
 
 type SignInResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// session_token is returned once and never again; only its hash is stored.
+	// session_token is returned once and never again; only its hash is stored. Format:
+	// "fgs_" + base64url (no padding) of 32 random bytes.
 	SessionToken string   `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	Session      *Session `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
 	Account      *Account `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
@@ -1271,9 +1275,10 @@ func (x *GetCreditBalanceResponse) GetRecentEntries() []*CreditEntry {
 }
 
 type ListCreditEntriesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100; 0 means 20.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1374,13 +1379,18 @@ func (x *ListCreditEntriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GrantCreditsRequest: idempotency keys are per tenant. The same key again returns the
+// entry first recorded (applied once); the same key with another amount or reason is refused
+// with FAILED_PRECONDITION.
 type GrantCreditsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Amount         int64                  `protobuf:"varint,1,opt,name=amount,proto3" json:"amount,omitempty"`
 	Reason         string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// owner_id is the tenant receiving the credits.
+	OwnerId       string `protobuf:"bytes,4,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GrantCreditsRequest) Reset() {
@@ -1430,6 +1440,13 @@ func (x *GrantCreditsRequest) GetReason() string {
 func (x *GrantCreditsRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *GrantCreditsRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
 	}
 	return ""
 }
@@ -1486,6 +1503,7 @@ func (x *GrantCreditsResponse) GetBalance() int64 {
 	return 0
 }
 
+// DebitCreditsRequest: idempotency keys work as for GrantCreditsRequest.
 type DebitCreditsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Amount         int64                  `protobuf:"varint,1,opt,name=amount,proto3" json:"amount,omitempty"`
@@ -2175,9 +2193,10 @@ func (*ExportTenantResponse_Account) isExportTenantResponse_Item() {}
 func (*ExportTenantResponse_CreditEntry) isExportTenantResponse_Item() {}
 
 type PurgeTenantRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OwnerId       string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	BatchSize     int32                  `protobuf:"varint,2,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// batch_size bounds the rows deleted by this call; 0 means 1000.
+	BatchSize     int32 `protobuf:"varint,2,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2299,10 +2318,11 @@ const file_forge_tenant_v1_tenant_proto_rawDesc = "" +
 	"updateTime\"\x13\n" +
 	"\x11GetAccountRequest\"H\n" +
 	"\x12GetAccountResponse\x122\n" +
-	"\aaccount\x18\x01 \x01(\v2\x18.forge.tenant.v1.AccountR\aaccount\"\xae\x01\n" +
+	"\aaccount\x18\x01 \x01(\v2\x18.forge.tenant.v1.AccountR\aaccount\"\xb1\x01\n" +
 	"\x14UpdateAccountRequest\x121\n" +
-	"\fdisplay_name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dH\x00R\vdisplayName\x88\x01\x01\x12;\n" +
-	"\x12notification_email\x18\x02 \x01(\tB\a\xbaH\x04r\x02`\x01H\x01R\x11notificationEmail\x88\x01\x01B\x0f\n" +
+	"\fdisplay_name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dH\x00R\vdisplayName\x88\x01\x01\x12>\n" +
+	"\x12notification_email\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x18\xfe\x01`\x01H\x01R\x11notificationEmail\x88\x01\x01B\x0f\n" +
 	"\r_display_nameB\x15\n" +
 	"\x13_notification_email\"K\n" +
 	"\x15UpdateAccountResponse\x122\n" +
@@ -2316,18 +2336,19 @@ const file_forge_tenant_v1_tenant_proto_rawDesc = "" +
 	"expireTime\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\x04 \x01(\tR\tuserAgent\x12\x18\n" +
-	"\acurrent\x18\x05 \x01(\bR\acurrent\"\xab\x01\n" +
+	"\acurrent\x18\x05 \x01(\bR\acurrent\"\xae\x01\n" +
 	"\x10VerifiedIdentity\x12\"\n" +
 	"\x06issuer\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x06issuer\x12$\n" +
 	"\asubject\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\asubject\x12\x1d\n" +
-	"\x05email\x18\x03 \x01(\tB\a\xbaH\x04r\x02`\x01R\x05email\x12.\n" +
-	"\x0eemail_verified\x18\x04 \x01(\bB\a\xbaH\x04j\x02\b\x01R\remailVerified\"\xde\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\asubject\x12 \n" +
+	"\x05email\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x18\xfe\x01`\x01R\x05email\x12.\n" +
+	"\x0eemail_verified\x18\x04 \x01(\bB\a\xbaH\x04j\x02\b\x01R\remailVerified\"\xf0\x01\n" +
 	"\rSignInRequest\x12E\n" +
 	"\bidentity\x18\x01 \x01(\v2!.forge.tenant.v1.VerifiedIdentityB\x06\xbaH\x03\xc8\x01\x01R\bidentity\x123\n" +
-	"\x04plan\x18\x02 \x01(\x0e2\x15.forge.tenant.v1.PlanB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04plan\x12(\n" +
-	"\vhome_region\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\n" +
+	"\x04plan\x18\x02 \x01(\x0e2\x15.forge.tenant.v1.PlanB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04plan\x12:\n" +
+	"\vhome_region\x18\x03 \x01(\tB\x19\xbaH\x16r\x14R\x00R\aus-eastR\aeu-westR\n" +
 	"homeRegion\x12'\n" +
 	"\n" +
 	"user_agent\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tuserAgent\"\xb7\x01\n" +
@@ -2377,13 +2398,14 @@ const file_forge_tenant_v1_tenant_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"{\n" +
 	"\x19ListCreditEntriesResponse\x126\n" +
 	"\aentries\x18\x01 \x03(\v2\x1c.forge.tenant.v1.CreditEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb9\x01\n" +
 	"\x13GrantCreditsRequest\x12$\n" +
 	"\x06amount\x18\x01 \x01(\x03B\f\xbaH\t\"\a\x18\x80\xc2\xd7/ \x00R\x06amount\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x06reason\x123\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0eidempotencyKey\"d\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x0eidempotencyKey\x12#\n" +
+	"\bowner_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"d\n" +
 	"\x14GrantCreditsResponse\x122\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1c.forge.tenant.v1.CreditEntryR\x05entry\x12\x18\n" +
 	"\abalance\x18\x02 \x01(\x03R\abalance\"\x94\x01\n" +
@@ -2406,9 +2428,10 @@ const file_forge_tenant_v1_tenant_proto_rawDesc = "" +
 	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\";\n" +
 	"\x18LookupHomeRegionResponse\x12\x1f\n" +
 	"\vhome_region\x18\x01 \x01(\tR\n" +
-	"homeRegion\"4\n" +
-	"\x13ResolveEmailRequest\x12\x1d\n" +
-	"\x05email\x18\x01 \x01(\tB\a\xbaH\x04r\x02`\x01R\x05email\"\\\n" +
+	"homeRegion\"7\n" +
+	"\x13ResolveEmailRequest\x12 \n" +
+	"\x05email\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x18\xfe\x01`\x01R\x05email\"\\\n" +
 	"\x14ResolveEmailResponse\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12)\n" +
 	"\x04plan\x18\x02 \x01(\x0e2\x15.forge.tenant.v1.PlanR\x04plan\";\n" +

@@ -31,7 +31,8 @@ const (
 type AccountServiceClient interface {
 	// GetAccount returns the caller's account.
 	GetAccount(ctx context.Context, in *GetAccountRequest, opts ...grpc.CallOption) (*GetAccountResponse, error)
-	// UpdateAccount changes the display name and/or the notification email.
+	// UpdateAccount changes the display name and/or the notification email (at least one;
+	// INVALID_ARGUMENT otherwise). FAILED_PRECONDITION while the account is pending deletion.
 	UpdateAccount(ctx context.Context, in *UpdateAccountRequest, opts ...grpc.CallOption) (*UpdateAccountResponse, error)
 }
 
@@ -71,7 +72,8 @@ func (c *accountServiceClient) UpdateAccount(ctx context.Context, in *UpdateAcco
 type AccountServiceServer interface {
 	// GetAccount returns the caller's account.
 	GetAccount(context.Context, *GetAccountRequest) (*GetAccountResponse, error)
-	// UpdateAccount changes the display name and/or the notification email.
+	// UpdateAccount changes the display name and/or the notification email (at least one;
+	// INVALID_ARGUMENT otherwise). FAILED_PRECONDITION while the account is pending deletion.
 	UpdateAccount(context.Context, *UpdateAccountRequest) (*UpdateAccountResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
@@ -179,11 +181,42 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // SessionService signs people in (for the edge) and lets owners manage their sessions.
+//
+// The contract with the edge (gateway):
+//
+//   - SignIn is called after the edge has verified an OIDC ID token (issuer, audience,
+//     signature, expiry) and only then. The tenant is found by (issuer, subject); the email is
+//     never used to find or link a tenant. The first sign-in of an identity creates the tenant
+//     with a fresh random owner_id, the plan and home region chosen at sign-up, status active.
+//   - A session token looks like "fgs_" followed by 43 base64url characters (32 bytes from
+//     crypto/rand, 256 bits). It is returned by SignIn once; the tenant service stores only its
+//     SHA-256 hash. The edge sends it back through Authenticate on every request it
+//     authenticates by session, and may cache the answer until expire_time, dropping a cached
+//     session when a forge.events.v1.SessionsRevoked event (subject tenant.sessions.revoked)
+//     names it or says all.
+//   - Authenticate answers UNAUTHENTICATED ("invalid session"), always the same status and
+//     message, for a token that is unknown, malformed, expired or revoked: the edge learns
+//     nothing more. A good token answers the owner, its home region, the session ID (which the
+//     edge asserts with the owner in x-forge-session-id, so ListSessions can mark the current
+//     session and RevokeSession can end it) and the account status.
+//   - Status ACCOUNT_STATUS_DELETION_PENDING: the owner asked to delete the account. Every
+//     session was revoked at that moment, and a later SignIn still returns a session, but the
+//     edge must allow such a session only the deletion routes (reading the deletion and
+//     cancelling it), answering every other route with FAILED_PRECONDITION. Any status other
+//     than ACTIVE and DELETION_PENDING must be refused as UNAUTHENTICATED.
 type SessionServiceClient interface {
-	// SignIn exchanges an identity verified by the edge for a new session, creating the
-	// tenant on the person's first sign-in. System method: gateway only.
+	// SignIn exchanges an identity verified by the edge for a new session, creating the tenant
+	// on the person's first sign-in. System method: gateway only.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed request (missing identity, unverified email,
+	// unknown plan, home_region other than "", "us-east" or "eu-west"); FAILED_PRECONDITION when
+	// the sign-up asks for "eu-west" on a plan other than studio, and FAILED_PRECONDITION with
+	// ErrorInfo reason WRONG_REGION and metadata home_region when a sign-up asks for a home
+	// region this instance does not serve (the edge routes the sign-up to that region's
+	// instance). plan and home_region are ignored when the identity already has a tenant.
 	SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error)
-	// Authenticate resolves a session token to its owner. System method: gateway only.
+	// Authenticate resolves a session token to its owner. System method: gateway only. See the
+	// service comment for the answers.
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
 	// ListSessions lists the caller's active sessions.
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
@@ -256,11 +289,42 @@ func (c *sessionServiceClient) RevokeAllSessions(ctx context.Context, in *Revoke
 // for forward compatibility.
 //
 // SessionService signs people in (for the edge) and lets owners manage their sessions.
+//
+// The contract with the edge (gateway):
+//
+//   - SignIn is called after the edge has verified an OIDC ID token (issuer, audience,
+//     signature, expiry) and only then. The tenant is found by (issuer, subject); the email is
+//     never used to find or link a tenant. The first sign-in of an identity creates the tenant
+//     with a fresh random owner_id, the plan and home region chosen at sign-up, status active.
+//   - A session token looks like "fgs_" followed by 43 base64url characters (32 bytes from
+//     crypto/rand, 256 bits). It is returned by SignIn once; the tenant service stores only its
+//     SHA-256 hash. The edge sends it back through Authenticate on every request it
+//     authenticates by session, and may cache the answer until expire_time, dropping a cached
+//     session when a forge.events.v1.SessionsRevoked event (subject tenant.sessions.revoked)
+//     names it or says all.
+//   - Authenticate answers UNAUTHENTICATED ("invalid session"), always the same status and
+//     message, for a token that is unknown, malformed, expired or revoked: the edge learns
+//     nothing more. A good token answers the owner, its home region, the session ID (which the
+//     edge asserts with the owner in x-forge-session-id, so ListSessions can mark the current
+//     session and RevokeSession can end it) and the account status.
+//   - Status ACCOUNT_STATUS_DELETION_PENDING: the owner asked to delete the account. Every
+//     session was revoked at that moment, and a later SignIn still returns a session, but the
+//     edge must allow such a session only the deletion routes (reading the deletion and
+//     cancelling it), answering every other route with FAILED_PRECONDITION. Any status other
+//     than ACTIVE and DELETION_PENDING must be refused as UNAUTHENTICATED.
 type SessionServiceServer interface {
-	// SignIn exchanges an identity verified by the edge for a new session, creating the
-	// tenant on the person's first sign-in. System method: gateway only.
+	// SignIn exchanges an identity verified by the edge for a new session, creating the tenant
+	// on the person's first sign-in. System method: gateway only.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed request (missing identity, unverified email,
+	// unknown plan, home_region other than "", "us-east" or "eu-west"); FAILED_PRECONDITION when
+	// the sign-up asks for "eu-west" on a plan other than studio, and FAILED_PRECONDITION with
+	// ErrorInfo reason WRONG_REGION and metadata home_region when a sign-up asks for a home
+	// region this instance does not serve (the edge routes the sign-up to that region's
+	// instance). plan and home_region are ignored when the identity already has a tenant.
 	SignIn(context.Context, *SignInRequest) (*SignInResponse, error)
-	// Authenticate resolves a session token to its owner. System method: gateway only.
+	// Authenticate resolves a session token to its owner. System method: gateway only. See the
+	// service comment for the answers.
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
 	// ListSessions lists the caller's active sessions.
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
@@ -449,14 +513,18 @@ const (
 //
 // CreditService keeps the credit ledger of each tenant.
 type CreditServiceClient interface {
-	// GetCreditBalance returns the caller's balance and most recent entries.
+	// GetCreditBalance returns the caller's balance and its 10 most recent entries.
 	GetCreditBalance(ctx context.Context, in *GetCreditBalanceRequest, opts ...grpc.CallOption) (*GetCreditBalanceResponse, error)
-	// ListCreditEntries pages through the caller's ledger, newest first.
+	// ListCreditEntries pages through the caller's ledger, newest first. Page tokens are stable
+	// (entries recorded after the first page never shift later pages) and bound to the tenant
+	// that received them: another tenant's token is INVALID_ARGUMENT, like a malformed one.
 	ListCreditEntries(ctx context.Context, in *ListCreditEntriesRequest, opts ...grpc.CallOption) (*ListCreditEntriesResponse, error)
-	// GrantCredits adds credits. System method: billing only.
+	// GrantCredits adds credits to the tenant named in the request; retried with the same
+	// idempotency key it is applied once. System method: billing only.
 	GrantCredits(ctx context.Context, in *GrantCreditsRequest, opts ...grpc.CallOption) (*GrantCreditsResponse, error)
-	// DebitCredits removes credits, never below zero; retried with the same idempotency key
-	// it is applied once. System method: the builder workload, acting for the owner.
+	// DebitCredits removes credits, never below zero (FAILED_PRECONDITION when the balance is
+	// short); retried with the same idempotency key it is applied once. Owner method: the
+	// builder workload calls it asserting the owner it builds for.
 	DebitCredits(ctx context.Context, in *DebitCreditsRequest, opts ...grpc.CallOption) (*DebitCreditsResponse, error)
 }
 
@@ -514,14 +582,18 @@ func (c *creditServiceClient) DebitCredits(ctx context.Context, in *DebitCredits
 //
 // CreditService keeps the credit ledger of each tenant.
 type CreditServiceServer interface {
-	// GetCreditBalance returns the caller's balance and most recent entries.
+	// GetCreditBalance returns the caller's balance and its 10 most recent entries.
 	GetCreditBalance(context.Context, *GetCreditBalanceRequest) (*GetCreditBalanceResponse, error)
-	// ListCreditEntries pages through the caller's ledger, newest first.
+	// ListCreditEntries pages through the caller's ledger, newest first. Page tokens are stable
+	// (entries recorded after the first page never shift later pages) and bound to the tenant
+	// that received them: another tenant's token is INVALID_ARGUMENT, like a malformed one.
 	ListCreditEntries(context.Context, *ListCreditEntriesRequest) (*ListCreditEntriesResponse, error)
-	// GrantCredits adds credits. System method: billing only.
+	// GrantCredits adds credits to the tenant named in the request; retried with the same
+	// idempotency key it is applied once. System method: billing only.
 	GrantCredits(context.Context, *GrantCreditsRequest) (*GrantCreditsResponse, error)
-	// DebitCredits removes credits, never below zero; retried with the same idempotency key
-	// it is applied once. System method: the builder workload, acting for the owner.
+	// DebitCredits removes credits, never below zero (FAILED_PRECONDITION when the balance is
+	// short); retried with the same idempotency key it is applied once. Owner method: the
+	// builder workload calls it asserting the owner it builds for.
 	DebitCredits(context.Context, *DebitCreditsRequest) (*DebitCreditsResponse, error)
 	mustEmbedUnimplementedCreditServiceServer()
 }
@@ -682,20 +754,34 @@ const (
 //
 // TenantAdminService holds the system methods other workloads call about a tenant. Every
 // method is listed in the tenant service's workload table with the identities allowed.
+//
+// Each method naming an owner_id checks the region directory first: a tenant homed in another
+// region is refused with FAILED_PRECONDITION (ErrorInfo reason WRONG_REGION, metadata
+// home_region) and nothing is written; an unknown tenant is NOT_FOUND.
 type TenantAdminServiceClient interface {
-	// ChangePlan sets a tenant's plan. Billing only.
+	// ChangePlan sets a tenant's plan. Billing only. A tenant homed in eu-west stays on studio
+	// (FAILED_PRECONDITION): leaving eu-west is the separate, consented move workflow.
 	ChangePlan(ctx context.Context, in *ChangePlanRequest, opts ...grpc.CallOption) (*ChangePlanResponse, error)
 	// LookupHomeRegion reads the region directory (owner_id -> home region, nothing else).
+	// Gateway, apps and data-lifecycle. NOT_FOUND when the directory has no entry.
 	LookupHomeRegion(ctx context.Context, in *LookupHomeRegionRequest, opts ...grpc.CallOption) (*LookupHomeRegionResponse, error)
 	// ResolveEmail finds the active tenant that signed in with an email (collaborator invites).
+	// Apps only. Emails compare case-insensitively; when several active tenants signed up with
+	// the same email, the oldest answers. NOT_FOUND for an unknown email and for a tenant that
+	// is not active (pending deletion), so an invite never reaches an account being deleted.
 	ResolveEmail(ctx context.Context, in *ResolveEmailRequest, opts ...grpc.CallOption) (*ResolveEmailResponse, error)
-	// DisableTenant marks a tenant deletion_pending and revokes every session. Data-lifecycle only.
+	// DisableTenant marks a tenant deletion_pending and revokes every session. Data-lifecycle
+	// only. Idempotent: calling it again revokes the sessions opened since (to cancel).
 	DisableTenant(ctx context.Context, in *DisableTenantRequest, opts ...grpc.CallOption) (*DisableTenantResponse, error)
-	// RestoreTenant returns a deletion_pending tenant to active. Data-lifecycle only.
+	// RestoreTenant returns a deletion_pending tenant to active. Data-lifecycle only. Idempotent.
 	RestoreTenant(ctx context.Context, in *RestoreTenantRequest, opts ...grpc.CallOption) (*RestoreTenantResponse, error)
 	// ExportTenant streams the account and its credit history. Data-lifecycle only.
 	ExportTenant(ctx context.Context, in *ExportTenantRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportTenantResponse], error)
-	// PurgeTenant deletes one bounded batch of the tenant's rows; call until done. Data-lifecycle only.
+	// PurgeTenant deletes one bounded batch of the tenant's rows; call until done. Data-lifecycle
+	// only. Only a deletion_pending tenant is purged (FAILED_PRECONDITION otherwise). The last
+	// batch removes the account itself: nothing of the tenant is kept (no tombstone; what the
+	// deletion certificate needs is kept by data-lifecycle). Once done, calling it again answers
+	// done with rows_deleted 0. The same purge also runs from lifecycle.purge.requested.
 	PurgeTenant(ctx context.Context, in *PurgeTenantRequest, opts ...grpc.CallOption) (*PurgeTenantResponse, error)
 }
 
@@ -792,20 +878,34 @@ func (c *tenantAdminServiceClient) PurgeTenant(ctx context.Context, in *PurgeTen
 //
 // TenantAdminService holds the system methods other workloads call about a tenant. Every
 // method is listed in the tenant service's workload table with the identities allowed.
+//
+// Each method naming an owner_id checks the region directory first: a tenant homed in another
+// region is refused with FAILED_PRECONDITION (ErrorInfo reason WRONG_REGION, metadata
+// home_region) and nothing is written; an unknown tenant is NOT_FOUND.
 type TenantAdminServiceServer interface {
-	// ChangePlan sets a tenant's plan. Billing only.
+	// ChangePlan sets a tenant's plan. Billing only. A tenant homed in eu-west stays on studio
+	// (FAILED_PRECONDITION): leaving eu-west is the separate, consented move workflow.
 	ChangePlan(context.Context, *ChangePlanRequest) (*ChangePlanResponse, error)
 	// LookupHomeRegion reads the region directory (owner_id -> home region, nothing else).
+	// Gateway, apps and data-lifecycle. NOT_FOUND when the directory has no entry.
 	LookupHomeRegion(context.Context, *LookupHomeRegionRequest) (*LookupHomeRegionResponse, error)
 	// ResolveEmail finds the active tenant that signed in with an email (collaborator invites).
+	// Apps only. Emails compare case-insensitively; when several active tenants signed up with
+	// the same email, the oldest answers. NOT_FOUND for an unknown email and for a tenant that
+	// is not active (pending deletion), so an invite never reaches an account being deleted.
 	ResolveEmail(context.Context, *ResolveEmailRequest) (*ResolveEmailResponse, error)
-	// DisableTenant marks a tenant deletion_pending and revokes every session. Data-lifecycle only.
+	// DisableTenant marks a tenant deletion_pending and revokes every session. Data-lifecycle
+	// only. Idempotent: calling it again revokes the sessions opened since (to cancel).
 	DisableTenant(context.Context, *DisableTenantRequest) (*DisableTenantResponse, error)
-	// RestoreTenant returns a deletion_pending tenant to active. Data-lifecycle only.
+	// RestoreTenant returns a deletion_pending tenant to active. Data-lifecycle only. Idempotent.
 	RestoreTenant(context.Context, *RestoreTenantRequest) (*RestoreTenantResponse, error)
 	// ExportTenant streams the account and its credit history. Data-lifecycle only.
 	ExportTenant(*ExportTenantRequest, grpc.ServerStreamingServer[ExportTenantResponse]) error
-	// PurgeTenant deletes one bounded batch of the tenant's rows; call until done. Data-lifecycle only.
+	// PurgeTenant deletes one bounded batch of the tenant's rows; call until done. Data-lifecycle
+	// only. Only a deletion_pending tenant is purged (FAILED_PRECONDITION otherwise). The last
+	// batch removes the account itself: nothing of the tenant is kept (no tombstone; what the
+	// deletion certificate needs is kept by data-lifecycle). Once done, calling it again answers
+	// done with rows_deleted 0. The same purge also runs from lifecycle.purge.requested.
 	PurgeTenant(context.Context, *PurgeTenantRequest) (*PurgeTenantResponse, error)
 	mustEmbedUnimplementedTenantAdminServiceServer()
 }
