@@ -36,6 +36,8 @@ const (
 	Purpose_PURPOSE_PROMPT_BUILD             Purpose = 4
 	Purpose_PURPOSE_EXPORT                   Purpose = 5
 	Purpose_PURPOSE_SERVE                    Purpose = 6
+	// PURPOSE_REWRAP moves stored ciphertext to the newest key version (Rewrap).
+	Purpose_PURPOSE_REWRAP Purpose = 7
 )
 
 // Enum value maps for Purpose.
@@ -48,6 +50,7 @@ var (
 		4: "PURPOSE_PROMPT_BUILD",
 		5: "PURPOSE_EXPORT",
 		6: "PURPOSE_SERVE",
+		7: "PURPOSE_REWRAP",
 	}
 	Purpose_value = map[string]int32{
 		"PURPOSE_UNSPECIFIED":              0,
@@ -57,6 +60,7 @@ var (
 		"PURPOSE_PROMPT_BUILD":             4,
 		"PURPOSE_EXPORT":                   5,
 		"PURPOSE_SERVE":                    6,
+		"PURPOSE_REWRAP":                   7,
 	}
 )
 
@@ -696,6 +700,175 @@ func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
 	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{9}
 }
 
+type RegisterAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterAppRequest) Reset() {
+	*x = RegisterAppRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterAppRequest) ProtoMessage() {}
+
+func (x *RegisterAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterAppRequest.ProtoReflect.Descriptor instead.
+func (*RegisterAppRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RegisterAppRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+type RegisterAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterAppResponse) Reset() {
+	*x = RegisterAppResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterAppResponse) ProtoMessage() {}
+
+func (x *RegisterAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterAppResponse.ProtoReflect.Descriptor instead.
+func (*RegisterAppResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{11}
+}
+
+type UnregisterAppRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnregisterAppRequest) Reset() {
+	*x = UnregisterAppRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterAppRequest) ProtoMessage() {}
+
+func (x *UnregisterAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterAppRequest.ProtoReflect.Descriptor instead.
+func (*UnregisterAppRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UnregisterAppRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+type UnregisterAppResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secrets_deleted counts the app's secrets deleted by this call.
+	SecretsDeleted int64 `protobuf:"varint,1,opt,name=secrets_deleted,json=secretsDeleted,proto3" json:"secrets_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UnregisterAppResponse) Reset() {
+	*x = UnregisterAppResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnregisterAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnregisterAppResponse) ProtoMessage() {}
+
+func (x *UnregisterAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnregisterAppResponse.ProtoReflect.Descriptor instead.
+func (*UnregisterAppResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UnregisterAppResponse) GetSecretsDeleted() int64 {
+	if x != nil {
+		return x.SecretsDeleted
+	}
+	return 0
+}
+
 type ResolveSecretRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -706,7 +879,7 @@ type ResolveSecretRequest struct {
 
 func (x *ResolveSecretRequest) Reset() {
 	*x = ResolveSecretRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[10]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +891,7 @@ func (x *ResolveSecretRequest) String() string {
 func (*ResolveSecretRequest) ProtoMessage() {}
 
 func (x *ResolveSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[10]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +904,7 @@ func (x *ResolveSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSecretRequest.ProtoReflect.Descriptor instead.
 func (*ResolveSecretRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{10}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResolveSecretRequest) GetAppId() string {
@@ -759,7 +932,7 @@ type ResolveSecretResponse struct {
 
 func (x *ResolveSecretResponse) Reset() {
 	*x = ResolveSecretResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[11]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +944,7 @@ func (x *ResolveSecretResponse) String() string {
 func (*ResolveSecretResponse) ProtoMessage() {}
 
 func (x *ResolveSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[11]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +957,7 @@ func (x *ResolveSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSecretResponse.ProtoReflect.Descriptor instead.
 func (*ResolveSecretResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{11}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolveSecretResponse) GetValue() string {
@@ -822,7 +995,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[12]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1007,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[12]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1020,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{12}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Binding) GetObject() string {
@@ -874,7 +1047,7 @@ type EncryptRequest struct {
 
 func (x *EncryptRequest) Reset() {
 	*x = EncryptRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[13]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1059,7 @@ func (x *EncryptRequest) String() string {
 func (*EncryptRequest) ProtoMessage() {}
 
 func (x *EncryptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[13]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1072,7 @@ func (x *EncryptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptRequest.ProtoReflect.Descriptor instead.
 func (*EncryptRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{13}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EncryptRequest) GetPurpose() Purpose {
@@ -926,7 +1099,7 @@ type EncryptItem struct {
 
 func (x *EncryptItem) Reset() {
 	*x = EncryptItem{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[14]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1111,7 @@ func (x *EncryptItem) String() string {
 func (*EncryptItem) ProtoMessage() {}
 
 func (x *EncryptItem) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[14]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1124,7 @@ func (x *EncryptItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptItem.ProtoReflect.Descriptor instead.
 func (*EncryptItem) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{14}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EncryptItem) GetBinding() *Binding {
@@ -971,14 +1144,17 @@ func (x *EncryptItem) GetPlaintext() []byte {
 type EncryptResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ciphertexts are in the order of the request items.
-	Ciphertexts   [][]byte `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
+	Ciphertexts [][]byte `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
+	// key_version is the key version every ciphertext was sealed under (store it next to the
+	// ciphertext to find what Rewrap must move after a rotation).
+	KeyVersion    uint32 `protobuf:"varint,2,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EncryptResponse) Reset() {
 	*x = EncryptResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[15]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1166,7 @@ func (x *EncryptResponse) String() string {
 func (*EncryptResponse) ProtoMessage() {}
 
 func (x *EncryptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[15]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1179,7 @@ func (x *EncryptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptResponse.ProtoReflect.Descriptor instead.
 func (*EncryptResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{15}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EncryptResponse) GetCiphertexts() [][]byte {
@@ -1011,6 +1187,13 @@ func (x *EncryptResponse) GetCiphertexts() [][]byte {
 		return x.Ciphertexts
 	}
 	return nil
+}
+
+func (x *EncryptResponse) GetKeyVersion() uint32 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
 }
 
 type DecryptRequest struct {
@@ -1023,7 +1206,7 @@ type DecryptRequest struct {
 
 func (x *DecryptRequest) Reset() {
 	*x = DecryptRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[16]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1218,7 @@ func (x *DecryptRequest) String() string {
 func (*DecryptRequest) ProtoMessage() {}
 
 func (x *DecryptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[16]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1231,7 @@ func (x *DecryptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptRequest.ProtoReflect.Descriptor instead.
 func (*DecryptRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{16}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DecryptRequest) GetPurpose() Purpose {
@@ -1075,7 +1258,7 @@ type DecryptItem struct {
 
 func (x *DecryptItem) Reset() {
 	*x = DecryptItem{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[17]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1270,7 @@ func (x *DecryptItem) String() string {
 func (*DecryptItem) ProtoMessage() {}
 
 func (x *DecryptItem) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[17]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1283,7 @@ func (x *DecryptItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptItem.ProtoReflect.Descriptor instead.
 func (*DecryptItem) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{17}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DecryptItem) GetBinding() *Binding {
@@ -1127,7 +1310,7 @@ type DecryptResponse struct {
 
 func (x *DecryptResponse) Reset() {
 	*x = DecryptResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[18]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1322,7 @@ func (x *DecryptResponse) String() string {
 func (*DecryptResponse) ProtoMessage() {}
 
 func (x *DecryptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[18]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1335,7 @@ func (x *DecryptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptResponse.ProtoReflect.Descriptor instead.
 func (*DecryptResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{18}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DecryptResponse) GetPlaintexts() [][]byte {
@@ -1160,6 +1343,112 @@ func (x *DecryptResponse) GetPlaintexts() [][]byte {
 		return x.Plaintexts
 	}
 	return nil
+}
+
+type RewrapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Purpose       Purpose                `protobuf:"varint,1,opt,name=purpose,proto3,enum=forge.vault.v1.Purpose" json:"purpose,omitempty"`
+	Items         []*DecryptItem         `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapRequest) Reset() {
+	*x = RewrapRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapRequest) ProtoMessage() {}
+
+func (x *RewrapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapRequest.ProtoReflect.Descriptor instead.
+func (*RewrapRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RewrapRequest) GetPurpose() Purpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return Purpose_PURPOSE_UNSPECIFIED
+}
+
+func (x *RewrapRequest) GetItems() []*DecryptItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type RewrapResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ciphertexts are in the order of the request items, all under key_version (an item that
+	// already was is returned unchanged).
+	Ciphertexts   [][]byte `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
+	KeyVersion    uint32   `protobuf:"varint,2,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapResponse) Reset() {
+	*x = RewrapResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapResponse) ProtoMessage() {}
+
+func (x *RewrapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapResponse.ProtoReflect.Descriptor instead.
+func (*RewrapResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RewrapResponse) GetCiphertexts() [][]byte {
+	if x != nil {
+		return x.Ciphertexts
+	}
+	return nil
+}
+
+func (x *RewrapResponse) GetKeyVersion() uint32 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
 }
 
 // AuditEntry is one recorded key use or secret access. It never holds a value.
@@ -1170,16 +1459,18 @@ type AuditEntry struct {
 	Workload string `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
 	Action   string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// subject is the secret name or key version used.
-	Subject       string                 `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
-	Purpose       Purpose                `protobuf:"varint,5,opt,name=purpose,proto3,enum=forge.vault.v1.Purpose" json:"purpose,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	Subject string                 `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	Purpose Purpose                `protobuf:"varint,5,opt,name=purpose,proto3,enum=forge.vault.v1.Purpose" json:"purpose,omitempty"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// items counts the ciphertexts or secrets the entry covers (batched calls).
+	Items         int32 `protobuf:"varint,7,opt,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[19]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1482,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[19]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1495,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{19}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditEntry) GetEntryId() string {
@@ -1249,6 +1540,13 @@ func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuditEntry) GetItems() int32 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
 type ListAuditRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1259,7 +1557,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[20]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1569,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[20]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1582,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{20}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListAuditRequest) GetPageSize() int32 {
@@ -1311,7 +1609,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[21]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1621,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[21]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1634,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{21}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1361,7 +1659,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[22]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1671,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[22]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1684,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{22}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{28}
 }
 
 type RotateKeyResponse struct {
@@ -1398,7 +1696,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[23]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1708,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[23]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,12 +1721,109 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{23}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RotateKeyResponse) GetKeyVersion() uint32 {
 	if x != nil {
 		return x.KeyVersion
+	}
+	return 0
+}
+
+type RetireKeyVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// min_decrypt_version is the oldest version that still decrypts; at most the current one.
+	MinDecryptVersion uint32 `protobuf:"varint,1,opt,name=min_decrypt_version,json=minDecryptVersion,proto3" json:"min_decrypt_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RetireKeyVersionsRequest) Reset() {
+	*x = RetireKeyVersionsRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireKeyVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireKeyVersionsRequest) ProtoMessage() {}
+
+func (x *RetireKeyVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireKeyVersionsRequest.ProtoReflect.Descriptor instead.
+func (*RetireKeyVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RetireKeyVersionsRequest) GetMinDecryptVersion() uint32 {
+	if x != nil {
+		return x.MinDecryptVersion
+	}
+	return 0
+}
+
+type RetireKeyVersionsResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MinDecryptVersion uint32                 `protobuf:"varint,1,opt,name=min_decrypt_version,json=minDecryptVersion,proto3" json:"min_decrypt_version,omitempty"`
+	CurrentVersion    uint32                 `protobuf:"varint,2,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RetireKeyVersionsResponse) Reset() {
+	*x = RetireKeyVersionsResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireKeyVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireKeyVersionsResponse) ProtoMessage() {}
+
+func (x *RetireKeyVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireKeyVersionsResponse.ProtoReflect.Descriptor instead.
+func (*RetireKeyVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RetireKeyVersionsResponse) GetMinDecryptVersion() uint32 {
+	if x != nil {
+		return x.MinDecryptVersion
+	}
+	return 0
+}
+
+func (x *RetireKeyVersionsResponse) GetCurrentVersion() uint32 {
+	if x != nil {
+		return x.CurrentVersion
 	}
 	return 0
 }
@@ -1442,7 +1837,7 @@ type ExportSecretMetadataRequest struct {
 
 func (x *ExportSecretMetadataRequest) Reset() {
 	*x = ExportSecretMetadataRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[24]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1849,7 @@ func (x *ExportSecretMetadataRequest) String() string {
 func (*ExportSecretMetadataRequest) ProtoMessage() {}
 
 func (x *ExportSecretMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[24]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1862,7 @@ func (x *ExportSecretMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSecretMetadataRequest.ProtoReflect.Descriptor instead.
 func (*ExportSecretMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{24}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExportSecretMetadataRequest) GetOwnerId() string {
@@ -1486,7 +1881,7 @@ type ExportSecretMetadataResponse struct {
 
 func (x *ExportSecretMetadataResponse) Reset() {
 	*x = ExportSecretMetadataResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1893,7 @@ func (x *ExportSecretMetadataResponse) String() string {
 func (*ExportSecretMetadataResponse) ProtoMessage() {}
 
 func (x *ExportSecretMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1906,7 @@ func (x *ExportSecretMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSecretMetadataResponse.ProtoReflect.Descriptor instead.
 func (*ExportSecretMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{25}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExportSecretMetadataResponse) GetSecret() *Secret {
@@ -1530,7 +1925,7 @@ type ShredTenantRequest struct {
 
 func (x *ShredTenantRequest) Reset() {
 	*x = ShredTenantRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1937,7 @@ func (x *ShredTenantRequest) String() string {
 func (*ShredTenantRequest) ProtoMessage() {}
 
 func (x *ShredTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1950,7 @@ func (x *ShredTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShredTenantRequest.ProtoReflect.Descriptor instead.
 func (*ShredTenantRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{26}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShredTenantRequest) GetOwnerId() string {
@@ -1566,16 +1961,22 @@ func (x *ShredTenantRequest) GetOwnerId() string {
 }
 
 type ShredTenantResponse struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	KeyVersionsDestroyed []uint32               `protobuf:"varint,1,rep,packed,name=key_versions_destroyed,json=keyVersionsDestroyed,proto3" json:"key_versions_destroyed,omitempty"`
-	SecretsDeleted       int64                  `protobuf:"varint,2,opt,name=secrets_deleted,json=secretsDeleted,proto3" json:"secrets_deleted,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_versions_destroyed lists every key version the tenant had (from the tombstone, so a
+	// repeated call answers the same).
+	KeyVersionsDestroyed []uint32 `protobuf:"varint,1,rep,packed,name=key_versions_destroyed,json=keyVersionsDestroyed,proto3" json:"key_versions_destroyed,omitempty"`
+	// secrets_deleted counts the tenant's secrets deleted, over every shred attempt.
+	SecretsDeleted int64 `protobuf:"varint,2,opt,name=secrets_deleted,json=secretsDeleted,proto3" json:"secrets_deleted,omitempty"`
+	// rows_deleted counts every row of the tenant deleted (secrets, app registrations, audit
+	// entries, key rows), over every shred attempt.
+	RowsDeleted   int64 `protobuf:"varint,3,opt,name=rows_deleted,json=rowsDeleted,proto3" json:"rows_deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShredTenantResponse) Reset() {
 	*x = ShredTenantResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1988,7 @@ func (x *ShredTenantResponse) String() string {
 func (*ShredTenantResponse) ProtoMessage() {}
 
 func (x *ShredTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +2001,7 @@ func (x *ShredTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShredTenantResponse.ProtoReflect.Descriptor instead.
 func (*ShredTenantResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{27}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ShredTenantResponse) GetKeyVersionsDestroyed() []uint32 {
@@ -1613,6 +2014,13 @@ func (x *ShredTenantResponse) GetKeyVersionsDestroyed() []uint32 {
 func (x *ShredTenantResponse) GetSecretsDeleted() int64 {
 	if x != nil {
 		return x.SecretsDeleted
+	}
+	return 0
+}
+
+func (x *ShredTenantResponse) GetRowsDeleted() int64 {
+	if x != nil {
+		return x.RowsDeleted
 	}
 	return 0
 }
@@ -1656,20 +2064,27 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x12ListSecretsRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"G\n" +
 	"\x13ListSecretsResponse\x120\n" +
-	"\asecrets\x18\x01 \x03(\v2\x16.forge.vault.v1.SecretR\asecrets\"z\n" +
+	"\asecrets\x18\x01 \x03(\v2\x16.forge.vault.v1.SecretR\asecrets\"\x94\x01\n" +
 	"\x13RotateSecretRequest\x12\x1f\n" +
-	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12\x1d\n" +
-	"\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x04name\x12#\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x127\n" +
+	"\x04name\x18\x02 \x01(\tB#\xbaH r\x1e\x10\x01\x18@2\x18^[A-Za-z][A-Za-z0-9_-]*$R\x04name\x12#\n" +
 	"\x05value\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80@\x80\x01\x01R\x05value\"F\n" +
 	"\x14RotateSecretResponse\x12.\n" +
-	"\x06secret\x18\x01 \x01(\v2\x16.forge.vault.v1.SecretR\x06secret\"U\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.forge.vault.v1.SecretR\x06secret\"o\n" +
 	"\x13DeleteSecretRequest\x12\x1f\n" +
-	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12\x1d\n" +
-	"\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x04name\"\x16\n" +
-	"\x14DeleteSecretResponse\"V\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x127\n" +
+	"\x04name\x18\x02 \x01(\tB#\xbaH r\x1e\x10\x01\x18@2\x18^[A-Za-z][A-Za-z0-9_-]*$R\x04name\"\x16\n" +
+	"\x14DeleteSecretResponse\"5\n" +
+	"\x12RegisterAppRequest\x12\x1f\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"\x15\n" +
+	"\x13RegisterAppResponse\"7\n" +
+	"\x14UnregisterAppRequest\x12\x1f\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"@\n" +
+	"\x15UnregisterAppResponse\x12'\n" +
+	"\x0fsecrets_deleted\x18\x01 \x01(\x03R\x0esecretsDeleted\"p\n" +
 	"\x14ResolveSecretRequest\x12\x1f\n" +
-	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12\x1d\n" +
-	"\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x04name\"\x90\x01\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x127\n" +
+	"\x04name\x18\x02 \x01(\tB#\xbaH r\x1e\x10\x01\x18@2\x18^[A-Za-z][A-Za-z0-9_-]*$R\x04name\"\x90\x01\n" +
 	"\x15ResolveSecretResponse\x12\x19\n" +
 	"\x05value\x18\x01 \x01(\tB\x03\x80\x01\x01R\x05value\x12#\n" +
 	"\rupstream_host\x18\x02 \x01(\tR\fupstreamHost\x127\n" +
@@ -1681,13 +2096,14 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x0eEncryptRequest\x12=\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x17.forge.vault.v1.PurposeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\apurpose\x12>\n" +
-	"\x05items\x18\x02 \x03(\v2\x1b.forge.vault.v1.EncryptItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x05items\"r\n" +
+	"\x05items\x18\x02 \x03(\v2\x1b.forge.vault.v1.EncryptItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x05items\"u\n" +
 	"\vEncryptItem\x129\n" +
-	"\abinding\x18\x01 \x01(\v2\x17.forge.vault.v1.BindingB\x06\xbaH\x03\xc8\x01\x01R\abinding\x12(\n" +
-	"\tplaintext\x18\x02 \x01(\fB\n" +
-	"\xbaH\az\x05\x18\x80\x80\x80\x02R\tplaintext\"3\n" +
+	"\abinding\x18\x01 \x01(\v2\x17.forge.vault.v1.BindingB\x06\xbaH\x03\xc8\x01\x01R\abinding\x12+\n" +
+	"\tplaintext\x18\x02 \x01(\fB\r\xbaH\az\x05\x18\x80\x80\x80\x02\x80\x01\x01R\tplaintext\"T\n" +
 	"\x0fEncryptResponse\x12 \n" +
-	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\"\x8f\x01\n" +
+	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1f\n" +
+	"\vkey_version\x18\x02 \x01(\rR\n" +
+	"keyVersion\"\x8f\x01\n" +
 	"\x0eDecryptRequest\x12=\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x17.forge.vault.v1.PurposeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\apurpose\x12>\n" +
@@ -1696,11 +2112,19 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\abinding\x18\x01 \x01(\v2\x17.forge.vault.v1.BindingB\x06\xbaH\x03\xc8\x01\x01R\abinding\x12,\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fB\f\xbaH\tz\a\x10\x01\x18\xe0\x80\x80\x02R\n" +
-	"ciphertext\"1\n" +
-	"\x0fDecryptResponse\x12\x1e\n" +
+	"ciphertext\"6\n" +
+	"\x0fDecryptResponse\x12#\n" +
 	"\n" +
-	"plaintexts\x18\x01 \x03(\fR\n" +
-	"plaintexts\"\xd8\x01\n" +
+	"plaintexts\x18\x01 \x03(\fB\x03\x80\x01\x01R\n" +
+	"plaintexts\"\x8e\x01\n" +
+	"\rRewrapRequest\x12=\n" +
+	"\apurpose\x18\x01 \x01(\x0e2\x17.forge.vault.v1.PurposeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\apurpose\x12>\n" +
+	"\x05items\x18\x02 \x03(\v2\x1b.forge.vault.v1.DecryptItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x05items\"S\n" +
+	"\x0eRewrapResponse\x12 \n" +
+	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1f\n" +
+	"\vkey_version\x18\x02 \x01(\rR\n" +
+	"keyVersion\"\xee\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1a\n" +
@@ -1708,7 +2132,8 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x18\n" +
 	"\asubject\x18\x04 \x01(\tR\asubject\x121\n" +
 	"\apurpose\x18\x05 \x01(\x0e2\x17.forge.vault.v1.PurposeR\apurpose\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"c\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05items\x18\a \x01(\x05R\x05items\"c\n" +
 	"\x10ListAuditRequest\x12&\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
 	"\n" +
@@ -1719,16 +2144,22 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x10RotateKeyRequest\"4\n" +
 	"\x11RotateKeyResponse\x12\x1f\n" +
 	"\vkey_version\x18\x01 \x01(\rR\n" +
-	"keyVersion\"B\n" +
+	"keyVersion\"S\n" +
+	"\x18RetireKeyVersionsRequest\x127\n" +
+	"\x13min_decrypt_version\x18\x01 \x01(\rB\a\xbaH\x04*\x02(\x01R\x11minDecryptVersion\"t\n" +
+	"\x19RetireKeyVersionsResponse\x12.\n" +
+	"\x13min_decrypt_version\x18\x01 \x01(\rR\x11minDecryptVersion\x12'\n" +
+	"\x0fcurrent_version\x18\x02 \x01(\rR\x0ecurrentVersion\"B\n" +
 	"\x1bExportSecretMetadataRequest\x12#\n" +
 	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"N\n" +
 	"\x1cExportSecretMetadataResponse\x12.\n" +
 	"\x06secret\x18\x01 \x01(\v2\x16.forge.vault.v1.SecretR\x06secret\"9\n" +
 	"\x12ShredTenantRequest\x12#\n" +
-	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"t\n" +
+	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"\x97\x01\n" +
 	"\x13ShredTenantResponse\x124\n" +
 	"\x16key_versions_destroyed\x18\x01 \x03(\rR\x14keyVersionsDestroyed\x12'\n" +
-	"\x0fsecrets_deleted\x18\x02 \x01(\x03R\x0esecretsDeleted*\xc1\x01\n" +
+	"\x0fsecrets_deleted\x18\x02 \x01(\x03R\x0esecretsDeleted\x12!\n" +
+	"\frows_deleted\x18\x03 \x01(\x03R\vrowsDeleted*\xd5\x01\n" +
 	"\aPurpose\x12\x17\n" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PURPOSE_APP_CONTENT\x10\x01\x12\x1d\n" +
@@ -1736,21 +2167,27 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	" PURPOSE_PROMPT_COLLABORATOR_VIEW\x10\x03\x12\x18\n" +
 	"\x14PURPOSE_PROMPT_BUILD\x10\x04\x12\x12\n" +
 	"\x0ePURPOSE_EXPORT\x10\x05\x12\x11\n" +
-	"\rPURPOSE_SERVE\x10\x062\x98\x04\n" +
+	"\rPURPOSE_SERVE\x10\x06\x12\x12\n" +
+	"\x0ePURPOSE_REWRAP\x10\a2\x98\x04\n" +
 	"\rSecretService\x12v\n" +
 	"\tPutSecret\x12 .forge.vault.v1.PutSecretRequest\x1a!.forge.vault.v1.PutSecretResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/apps/{app_id}/secrets\x12y\n" +
 	"\vListSecrets\x12\".forge.vault.v1.ListSecretsRequest\x1a#.forge.vault.v1.ListSecretsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/apps/{app_id}/secrets\x12\x8d\x01\n" +
 	"\fRotateSecret\x12#.forge.vault.v1.RotateSecretRequest\x1a$.forge.vault.v1.RotateSecretResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/apps/{app_id}/secrets/{name}:rotate\x12\x83\x01\n" +
-	"\fDeleteSecret\x12#.forge.vault.v1.DeleteSecretRequest\x1a$.forge.vault.v1.DeleteSecretResponse\"(\x82\xd3\xe4\x93\x02\"* /v1/apps/{app_id}/secrets/{name}2u\n" +
+	"\fDeleteSecret\x12#.forge.vault.v1.DeleteSecretRequest\x1a$.forge.vault.v1.DeleteSecretResponse\"(\x82\xd3\xe4\x93\x02\"* /v1/apps/{app_id}/secrets/{name}2\xca\x01\n" +
+	"\x12AppRegistryService\x12V\n" +
+	"\vRegisterApp\x12\".forge.vault.v1.RegisterAppRequest\x1a#.forge.vault.v1.RegisterAppResponse\x12\\\n" +
+	"\rUnregisterApp\x12$.forge.vault.v1.UnregisterAppRequest\x1a%.forge.vault.v1.UnregisterAppResponse2u\n" +
 	"\x15SecretResolverService\x12\\\n" +
-	"\rResolveSecret\x12$.forge.vault.v1.ResolveSecretRequest\x1a%.forge.vault.v1.ResolveSecretResponse2\xa7\x01\n" +
+	"\rResolveSecret\x12$.forge.vault.v1.ResolveSecretRequest\x1a%.forge.vault.v1.ResolveSecretResponse2\xf0\x01\n" +
 	"\rCryptoService\x12J\n" +
 	"\aEncrypt\x12\x1e.forge.vault.v1.EncryptRequest\x1a\x1f.forge.vault.v1.EncryptResponse\x12J\n" +
-	"\aDecrypt\x12\x1e.forge.vault.v1.DecryptRequest\x1a\x1f.forge.vault.v1.DecryptResponse2\xb7\x03\n" +
+	"\aDecrypt\x12\x1e.forge.vault.v1.DecryptRequest\x1a\x1f.forge.vault.v1.DecryptResponse\x12G\n" +
+	"\x06Rewrap\x12\x1d.forge.vault.v1.RewrapRequest\x1a\x1e.forge.vault.v1.RewrapResponse2\xc3\x04\n" +
 	"\n" +
 	"KeyService\x12i\n" +
 	"\tListAudit\x12 .forge.vault.v1.ListAuditRequest\x1a!.forge.vault.v1.ListAuditResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/vault/audit\x12q\n" +
-	"\tRotateKey\x12 .forge.vault.v1.RotateKeyRequest\x1a!.forge.vault.v1.RotateKeyResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/vault/key:rotate\x12s\n" +
+	"\tRotateKey\x12 .forge.vault.v1.RotateKeyRequest\x1a!.forge.vault.v1.RotateKeyResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/vault/key:rotate\x12\x89\x01\n" +
+	"\x11RetireKeyVersions\x12(.forge.vault.v1.RetireKeyVersionsRequest\x1a).forge.vault.v1.RetireKeyVersionsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/vault/key:retire\x12s\n" +
 	"\x14ExportSecretMetadata\x12+.forge.vault.v1.ExportSecretMetadataRequest\x1a,.forge.vault.v1.ExportSecretMetadataResponse0\x01\x12V\n" +
 	"\vShredTenant\x12\".forge.vault.v1.ShredTenantRequest\x1a#.forge.vault.v1.ShredTenantResponseB\xb8\x01\n" +
 	"\x12com.forge.vault.v1B\n" +
@@ -1769,7 +2206,7 @@ func file_forge_vault_v1_vault_proto_rawDescGZIP() []byte {
 }
 
 var file_forge_vault_v1_vault_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_forge_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_forge_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_forge_vault_v1_vault_proto_goTypes = []any{
 	(Purpose)(0),                         // 0: forge.vault.v1.Purpose
 	(Injection_Kind)(0),                  // 1: forge.vault.v1.Injection.Kind
@@ -1783,73 +2220,91 @@ var file_forge_vault_v1_vault_proto_goTypes = []any{
 	(*RotateSecretResponse)(nil),         // 9: forge.vault.v1.RotateSecretResponse
 	(*DeleteSecretRequest)(nil),          // 10: forge.vault.v1.DeleteSecretRequest
 	(*DeleteSecretResponse)(nil),         // 11: forge.vault.v1.DeleteSecretResponse
-	(*ResolveSecretRequest)(nil),         // 12: forge.vault.v1.ResolveSecretRequest
-	(*ResolveSecretResponse)(nil),        // 13: forge.vault.v1.ResolveSecretResponse
-	(*Binding)(nil),                      // 14: forge.vault.v1.Binding
-	(*EncryptRequest)(nil),               // 15: forge.vault.v1.EncryptRequest
-	(*EncryptItem)(nil),                  // 16: forge.vault.v1.EncryptItem
-	(*EncryptResponse)(nil),              // 17: forge.vault.v1.EncryptResponse
-	(*DecryptRequest)(nil),               // 18: forge.vault.v1.DecryptRequest
-	(*DecryptItem)(nil),                  // 19: forge.vault.v1.DecryptItem
-	(*DecryptResponse)(nil),              // 20: forge.vault.v1.DecryptResponse
-	(*AuditEntry)(nil),                   // 21: forge.vault.v1.AuditEntry
-	(*ListAuditRequest)(nil),             // 22: forge.vault.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),            // 23: forge.vault.v1.ListAuditResponse
-	(*RotateKeyRequest)(nil),             // 24: forge.vault.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),            // 25: forge.vault.v1.RotateKeyResponse
-	(*ExportSecretMetadataRequest)(nil),  // 26: forge.vault.v1.ExportSecretMetadataRequest
-	(*ExportSecretMetadataResponse)(nil), // 27: forge.vault.v1.ExportSecretMetadataResponse
-	(*ShredTenantRequest)(nil),           // 28: forge.vault.v1.ShredTenantRequest
-	(*ShredTenantResponse)(nil),          // 29: forge.vault.v1.ShredTenantResponse
-	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
+	(*RegisterAppRequest)(nil),           // 12: forge.vault.v1.RegisterAppRequest
+	(*RegisterAppResponse)(nil),          // 13: forge.vault.v1.RegisterAppResponse
+	(*UnregisterAppRequest)(nil),         // 14: forge.vault.v1.UnregisterAppRequest
+	(*UnregisterAppResponse)(nil),        // 15: forge.vault.v1.UnregisterAppResponse
+	(*ResolveSecretRequest)(nil),         // 16: forge.vault.v1.ResolveSecretRequest
+	(*ResolveSecretResponse)(nil),        // 17: forge.vault.v1.ResolveSecretResponse
+	(*Binding)(nil),                      // 18: forge.vault.v1.Binding
+	(*EncryptRequest)(nil),               // 19: forge.vault.v1.EncryptRequest
+	(*EncryptItem)(nil),                  // 20: forge.vault.v1.EncryptItem
+	(*EncryptResponse)(nil),              // 21: forge.vault.v1.EncryptResponse
+	(*DecryptRequest)(nil),               // 22: forge.vault.v1.DecryptRequest
+	(*DecryptItem)(nil),                  // 23: forge.vault.v1.DecryptItem
+	(*DecryptResponse)(nil),              // 24: forge.vault.v1.DecryptResponse
+	(*RewrapRequest)(nil),                // 25: forge.vault.v1.RewrapRequest
+	(*RewrapResponse)(nil),               // 26: forge.vault.v1.RewrapResponse
+	(*AuditEntry)(nil),                   // 27: forge.vault.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 28: forge.vault.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 29: forge.vault.v1.ListAuditResponse
+	(*RotateKeyRequest)(nil),             // 30: forge.vault.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),            // 31: forge.vault.v1.RotateKeyResponse
+	(*RetireKeyVersionsRequest)(nil),     // 32: forge.vault.v1.RetireKeyVersionsRequest
+	(*RetireKeyVersionsResponse)(nil),    // 33: forge.vault.v1.RetireKeyVersionsResponse
+	(*ExportSecretMetadataRequest)(nil),  // 34: forge.vault.v1.ExportSecretMetadataRequest
+	(*ExportSecretMetadataResponse)(nil), // 35: forge.vault.v1.ExportSecretMetadataResponse
+	(*ShredTenantRequest)(nil),           // 36: forge.vault.v1.ShredTenantRequest
+	(*ShredTenantResponse)(nil),          // 37: forge.vault.v1.ShredTenantResponse
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
 }
 var file_forge_vault_v1_vault_proto_depIdxs = []int32{
 	1,  // 0: forge.vault.v1.Injection.kind:type_name -> forge.vault.v1.Injection.Kind
 	2,  // 1: forge.vault.v1.Secret.injection:type_name -> forge.vault.v1.Injection
-	30, // 2: forge.vault.v1.Secret.create_time:type_name -> google.protobuf.Timestamp
-	30, // 3: forge.vault.v1.Secret.rotate_time:type_name -> google.protobuf.Timestamp
+	38, // 2: forge.vault.v1.Secret.create_time:type_name -> google.protobuf.Timestamp
+	38, // 3: forge.vault.v1.Secret.rotate_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: forge.vault.v1.PutSecretRequest.injection:type_name -> forge.vault.v1.Injection
 	3,  // 5: forge.vault.v1.PutSecretResponse.secret:type_name -> forge.vault.v1.Secret
 	3,  // 6: forge.vault.v1.ListSecretsResponse.secrets:type_name -> forge.vault.v1.Secret
 	3,  // 7: forge.vault.v1.RotateSecretResponse.secret:type_name -> forge.vault.v1.Secret
 	2,  // 8: forge.vault.v1.ResolveSecretResponse.injection:type_name -> forge.vault.v1.Injection
 	0,  // 9: forge.vault.v1.EncryptRequest.purpose:type_name -> forge.vault.v1.Purpose
-	16, // 10: forge.vault.v1.EncryptRequest.items:type_name -> forge.vault.v1.EncryptItem
-	14, // 11: forge.vault.v1.EncryptItem.binding:type_name -> forge.vault.v1.Binding
+	20, // 10: forge.vault.v1.EncryptRequest.items:type_name -> forge.vault.v1.EncryptItem
+	18, // 11: forge.vault.v1.EncryptItem.binding:type_name -> forge.vault.v1.Binding
 	0,  // 12: forge.vault.v1.DecryptRequest.purpose:type_name -> forge.vault.v1.Purpose
-	19, // 13: forge.vault.v1.DecryptRequest.items:type_name -> forge.vault.v1.DecryptItem
-	14, // 14: forge.vault.v1.DecryptItem.binding:type_name -> forge.vault.v1.Binding
-	0,  // 15: forge.vault.v1.AuditEntry.purpose:type_name -> forge.vault.v1.Purpose
-	30, // 16: forge.vault.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	21, // 17: forge.vault.v1.ListAuditResponse.entries:type_name -> forge.vault.v1.AuditEntry
-	3,  // 18: forge.vault.v1.ExportSecretMetadataResponse.secret:type_name -> forge.vault.v1.Secret
-	4,  // 19: forge.vault.v1.SecretService.PutSecret:input_type -> forge.vault.v1.PutSecretRequest
-	6,  // 20: forge.vault.v1.SecretService.ListSecrets:input_type -> forge.vault.v1.ListSecretsRequest
-	8,  // 21: forge.vault.v1.SecretService.RotateSecret:input_type -> forge.vault.v1.RotateSecretRequest
-	10, // 22: forge.vault.v1.SecretService.DeleteSecret:input_type -> forge.vault.v1.DeleteSecretRequest
-	12, // 23: forge.vault.v1.SecretResolverService.ResolveSecret:input_type -> forge.vault.v1.ResolveSecretRequest
-	15, // 24: forge.vault.v1.CryptoService.Encrypt:input_type -> forge.vault.v1.EncryptRequest
-	18, // 25: forge.vault.v1.CryptoService.Decrypt:input_type -> forge.vault.v1.DecryptRequest
-	22, // 26: forge.vault.v1.KeyService.ListAudit:input_type -> forge.vault.v1.ListAuditRequest
-	24, // 27: forge.vault.v1.KeyService.RotateKey:input_type -> forge.vault.v1.RotateKeyRequest
-	26, // 28: forge.vault.v1.KeyService.ExportSecretMetadata:input_type -> forge.vault.v1.ExportSecretMetadataRequest
-	28, // 29: forge.vault.v1.KeyService.ShredTenant:input_type -> forge.vault.v1.ShredTenantRequest
-	5,  // 30: forge.vault.v1.SecretService.PutSecret:output_type -> forge.vault.v1.PutSecretResponse
-	7,  // 31: forge.vault.v1.SecretService.ListSecrets:output_type -> forge.vault.v1.ListSecretsResponse
-	9,  // 32: forge.vault.v1.SecretService.RotateSecret:output_type -> forge.vault.v1.RotateSecretResponse
-	11, // 33: forge.vault.v1.SecretService.DeleteSecret:output_type -> forge.vault.v1.DeleteSecretResponse
-	13, // 34: forge.vault.v1.SecretResolverService.ResolveSecret:output_type -> forge.vault.v1.ResolveSecretResponse
-	17, // 35: forge.vault.v1.CryptoService.Encrypt:output_type -> forge.vault.v1.EncryptResponse
-	20, // 36: forge.vault.v1.CryptoService.Decrypt:output_type -> forge.vault.v1.DecryptResponse
-	23, // 37: forge.vault.v1.KeyService.ListAudit:output_type -> forge.vault.v1.ListAuditResponse
-	25, // 38: forge.vault.v1.KeyService.RotateKey:output_type -> forge.vault.v1.RotateKeyResponse
-	27, // 39: forge.vault.v1.KeyService.ExportSecretMetadata:output_type -> forge.vault.v1.ExportSecretMetadataResponse
-	29, // 40: forge.vault.v1.KeyService.ShredTenant:output_type -> forge.vault.v1.ShredTenantResponse
-	30, // [30:41] is the sub-list for method output_type
-	19, // [19:30] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	23, // 13: forge.vault.v1.DecryptRequest.items:type_name -> forge.vault.v1.DecryptItem
+	18, // 14: forge.vault.v1.DecryptItem.binding:type_name -> forge.vault.v1.Binding
+	0,  // 15: forge.vault.v1.RewrapRequest.purpose:type_name -> forge.vault.v1.Purpose
+	23, // 16: forge.vault.v1.RewrapRequest.items:type_name -> forge.vault.v1.DecryptItem
+	0,  // 17: forge.vault.v1.AuditEntry.purpose:type_name -> forge.vault.v1.Purpose
+	38, // 18: forge.vault.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 19: forge.vault.v1.ListAuditResponse.entries:type_name -> forge.vault.v1.AuditEntry
+	3,  // 20: forge.vault.v1.ExportSecretMetadataResponse.secret:type_name -> forge.vault.v1.Secret
+	4,  // 21: forge.vault.v1.SecretService.PutSecret:input_type -> forge.vault.v1.PutSecretRequest
+	6,  // 22: forge.vault.v1.SecretService.ListSecrets:input_type -> forge.vault.v1.ListSecretsRequest
+	8,  // 23: forge.vault.v1.SecretService.RotateSecret:input_type -> forge.vault.v1.RotateSecretRequest
+	10, // 24: forge.vault.v1.SecretService.DeleteSecret:input_type -> forge.vault.v1.DeleteSecretRequest
+	12, // 25: forge.vault.v1.AppRegistryService.RegisterApp:input_type -> forge.vault.v1.RegisterAppRequest
+	14, // 26: forge.vault.v1.AppRegistryService.UnregisterApp:input_type -> forge.vault.v1.UnregisterAppRequest
+	16, // 27: forge.vault.v1.SecretResolverService.ResolveSecret:input_type -> forge.vault.v1.ResolveSecretRequest
+	19, // 28: forge.vault.v1.CryptoService.Encrypt:input_type -> forge.vault.v1.EncryptRequest
+	22, // 29: forge.vault.v1.CryptoService.Decrypt:input_type -> forge.vault.v1.DecryptRequest
+	25, // 30: forge.vault.v1.CryptoService.Rewrap:input_type -> forge.vault.v1.RewrapRequest
+	28, // 31: forge.vault.v1.KeyService.ListAudit:input_type -> forge.vault.v1.ListAuditRequest
+	30, // 32: forge.vault.v1.KeyService.RotateKey:input_type -> forge.vault.v1.RotateKeyRequest
+	32, // 33: forge.vault.v1.KeyService.RetireKeyVersions:input_type -> forge.vault.v1.RetireKeyVersionsRequest
+	34, // 34: forge.vault.v1.KeyService.ExportSecretMetadata:input_type -> forge.vault.v1.ExportSecretMetadataRequest
+	36, // 35: forge.vault.v1.KeyService.ShredTenant:input_type -> forge.vault.v1.ShredTenantRequest
+	5,  // 36: forge.vault.v1.SecretService.PutSecret:output_type -> forge.vault.v1.PutSecretResponse
+	7,  // 37: forge.vault.v1.SecretService.ListSecrets:output_type -> forge.vault.v1.ListSecretsResponse
+	9,  // 38: forge.vault.v1.SecretService.RotateSecret:output_type -> forge.vault.v1.RotateSecretResponse
+	11, // 39: forge.vault.v1.SecretService.DeleteSecret:output_type -> forge.vault.v1.DeleteSecretResponse
+	13, // 40: forge.vault.v1.AppRegistryService.RegisterApp:output_type -> forge.vault.v1.RegisterAppResponse
+	15, // 41: forge.vault.v1.AppRegistryService.UnregisterApp:output_type -> forge.vault.v1.UnregisterAppResponse
+	17, // 42: forge.vault.v1.SecretResolverService.ResolveSecret:output_type -> forge.vault.v1.ResolveSecretResponse
+	21, // 43: forge.vault.v1.CryptoService.Encrypt:output_type -> forge.vault.v1.EncryptResponse
+	24, // 44: forge.vault.v1.CryptoService.Decrypt:output_type -> forge.vault.v1.DecryptResponse
+	26, // 45: forge.vault.v1.CryptoService.Rewrap:output_type -> forge.vault.v1.RewrapResponse
+	29, // 46: forge.vault.v1.KeyService.ListAudit:output_type -> forge.vault.v1.ListAuditResponse
+	31, // 47: forge.vault.v1.KeyService.RotateKey:output_type -> forge.vault.v1.RotateKeyResponse
+	33, // 48: forge.vault.v1.KeyService.RetireKeyVersions:output_type -> forge.vault.v1.RetireKeyVersionsResponse
+	35, // 49: forge.vault.v1.KeyService.ExportSecretMetadata:output_type -> forge.vault.v1.ExportSecretMetadataResponse
+	37, // 50: forge.vault.v1.KeyService.ShredTenant:output_type -> forge.vault.v1.ShredTenantResponse
+	36, // [36:51] is the sub-list for method output_type
+	21, // [21:36] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_forge_vault_v1_vault_proto_init() }
@@ -1863,9 +2318,9 @@ func file_forge_vault_v1_vault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_forge_vault_v1_vault_proto_rawDesc), len(file_forge_vault_v1_vault_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   36,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_forge_vault_v1_vault_proto_goTypes,
 		DependencyIndexes: file_forge_vault_v1_vault_proto_depIdxs,

@@ -241,6 +241,160 @@ var SecretService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	AppRegistryService_RegisterApp_FullMethodName   = "/forge.vault.v1.AppRegistryService/RegisterApp"
+	AppRegistryService_UnregisterApp_FullMethodName = "/forge.vault.v1.AppRegistryService/UnregisterApp"
+)
+
+// AppRegistryServiceClient is the client API for AppRegistryService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AppRegistryService tells the vault which apps an owner has. The vault talks to no other
+// service, so apps calls RegisterApp when it creates an app (before answering its caller) and
+// UnregisterApp when it deletes one; PutSecret for an app the owner has not registered answers
+// NotFound, exactly as for another tenant's app. Callers: apps only.
+type AppRegistryServiceClient interface {
+	// RegisterApp records that the owner has the app. Idempotent.
+	RegisterApp(ctx context.Context, in *RegisterAppRequest, opts ...grpc.CallOption) (*RegisterAppResponse, error)
+	// UnregisterApp deletes the app's secrets and its registration. Idempotent.
+	UnregisterApp(ctx context.Context, in *UnregisterAppRequest, opts ...grpc.CallOption) (*UnregisterAppResponse, error)
+}
+
+type appRegistryServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAppRegistryServiceClient(cc grpc.ClientConnInterface) AppRegistryServiceClient {
+	return &appRegistryServiceClient{cc}
+}
+
+func (c *appRegistryServiceClient) RegisterApp(ctx context.Context, in *RegisterAppRequest, opts ...grpc.CallOption) (*RegisterAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterAppResponse)
+	err := c.cc.Invoke(ctx, AppRegistryService_RegisterApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *appRegistryServiceClient) UnregisterApp(ctx context.Context, in *UnregisterAppRequest, opts ...grpc.CallOption) (*UnregisterAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnregisterAppResponse)
+	err := c.cc.Invoke(ctx, AppRegistryService_UnregisterApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppRegistryServiceServer is the server API for AppRegistryService service.
+// All implementations must embed UnimplementedAppRegistryServiceServer
+// for forward compatibility.
+//
+// AppRegistryService tells the vault which apps an owner has. The vault talks to no other
+// service, so apps calls RegisterApp when it creates an app (before answering its caller) and
+// UnregisterApp when it deletes one; PutSecret for an app the owner has not registered answers
+// NotFound, exactly as for another tenant's app. Callers: apps only.
+type AppRegistryServiceServer interface {
+	// RegisterApp records that the owner has the app. Idempotent.
+	RegisterApp(context.Context, *RegisterAppRequest) (*RegisterAppResponse, error)
+	// UnregisterApp deletes the app's secrets and its registration. Idempotent.
+	UnregisterApp(context.Context, *UnregisterAppRequest) (*UnregisterAppResponse, error)
+	mustEmbedUnimplementedAppRegistryServiceServer()
+}
+
+// UnimplementedAppRegistryServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAppRegistryServiceServer struct{}
+
+func (UnimplementedAppRegistryServiceServer) RegisterApp(context.Context, *RegisterAppRequest) (*RegisterAppResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterApp not implemented")
+}
+func (UnimplementedAppRegistryServiceServer) UnregisterApp(context.Context, *UnregisterAppRequest) (*UnregisterAppResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnregisterApp not implemented")
+}
+func (UnimplementedAppRegistryServiceServer) mustEmbedUnimplementedAppRegistryServiceServer() {}
+func (UnimplementedAppRegistryServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeAppRegistryServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AppRegistryServiceServer will
+// result in compilation errors.
+type UnsafeAppRegistryServiceServer interface {
+	mustEmbedUnimplementedAppRegistryServiceServer()
+}
+
+func RegisterAppRegistryServiceServer(s grpc.ServiceRegistrar, srv AppRegistryServiceServer) {
+	// If the following call panics, it indicates UnimplementedAppRegistryServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AppRegistryService_ServiceDesc, srv)
+}
+
+func _AppRegistryService_RegisterApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppRegistryServiceServer).RegisterApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppRegistryService_RegisterApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppRegistryServiceServer).RegisterApp(ctx, req.(*RegisterAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AppRegistryService_UnregisterApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnregisterAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppRegistryServiceServer).UnregisterApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppRegistryService_UnregisterApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppRegistryServiceServer).UnregisterApp(ctx, req.(*UnregisterAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// AppRegistryService_ServiceDesc is the grpc.ServiceDesc for AppRegistryService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AppRegistryService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "forge.vault.v1.AppRegistryService",
+	HandlerType: (*AppRegistryServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RegisterApp",
+			Handler:    _AppRegistryService_RegisterApp_Handler,
+		},
+		{
+			MethodName: "UnregisterApp",
+			Handler:    _AppRegistryService_UnregisterApp_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "forge/vault/v1/vault.proto",
+}
+
+const (
 	SecretResolverService_ResolveSecret_FullMethodName = "/forge.vault.v1.SecretResolverService/ResolveSecret"
 )
 
@@ -351,6 +505,7 @@ var SecretResolverService_ServiceDesc = grpc.ServiceDesc{
 const (
 	CryptoService_Encrypt_FullMethodName = "/forge.vault.v1.CryptoService/Encrypt"
 	CryptoService_Decrypt_FullMethodName = "/forge.vault.v1.CryptoService/Decrypt"
+	CryptoService_Rewrap_FullMethodName  = "/forge.vault.v1.CryptoService/Rewrap"
 )
 
 // CryptoServiceClient is the client API for CryptoService service.
@@ -358,10 +513,19 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // CryptoService encrypts and decrypts tenant-authored content for other services under the
-// tenant's key. Callers assert the owner; the workload table lists who may call it.
+// tenant's key. Callers assert the owner; the workload table lists who may call it, and each
+// caller may declare only its own purposes (PermissionDenied otherwise). Every call is audited
+// in the same transaction: if the audit write fails, the call fails.
 type CryptoServiceClient interface {
+	// Encrypt seals each item under the owner's current key version.
 	Encrypt(ctx context.Context, in *EncryptRequest, opts ...grpc.CallOption) (*EncryptResponse, error)
+	// Decrypt opens each item. A ciphertext bound to another owner, object or field, or under a
+	// retired key version, fails the whole call; after the owner's keys were shredded it answers
+	// FailedPrecondition.
 	Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error)
+	// Rewrap moves each ciphertext to the owner's current key version without returning the
+	// plaintext, so a service can retire old key versions of what it stores.
+	Rewrap(ctx context.Context, in *RewrapRequest, opts ...grpc.CallOption) (*RewrapResponse, error)
 }
 
 type cryptoServiceClient struct {
@@ -392,15 +556,34 @@ func (c *cryptoServiceClient) Decrypt(ctx context.Context, in *DecryptRequest, o
 	return out, nil
 }
 
+func (c *cryptoServiceClient) Rewrap(ctx context.Context, in *RewrapRequest, opts ...grpc.CallOption) (*RewrapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RewrapResponse)
+	err := c.cc.Invoke(ctx, CryptoService_Rewrap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CryptoServiceServer is the server API for CryptoService service.
 // All implementations must embed UnimplementedCryptoServiceServer
 // for forward compatibility.
 //
 // CryptoService encrypts and decrypts tenant-authored content for other services under the
-// tenant's key. Callers assert the owner; the workload table lists who may call it.
+// tenant's key. Callers assert the owner; the workload table lists who may call it, and each
+// caller may declare only its own purposes (PermissionDenied otherwise). Every call is audited
+// in the same transaction: if the audit write fails, the call fails.
 type CryptoServiceServer interface {
+	// Encrypt seals each item under the owner's current key version.
 	Encrypt(context.Context, *EncryptRequest) (*EncryptResponse, error)
+	// Decrypt opens each item. A ciphertext bound to another owner, object or field, or under a
+	// retired key version, fails the whole call; after the owner's keys were shredded it answers
+	// FailedPrecondition.
 	Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error)
+	// Rewrap moves each ciphertext to the owner's current key version without returning the
+	// plaintext, so a service can retire old key versions of what it stores.
+	Rewrap(context.Context, *RewrapRequest) (*RewrapResponse, error)
 	mustEmbedUnimplementedCryptoServiceServer()
 }
 
@@ -416,6 +599,9 @@ func (UnimplementedCryptoServiceServer) Encrypt(context.Context, *EncryptRequest
 }
 func (UnimplementedCryptoServiceServer) Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Decrypt not implemented")
+}
+func (UnimplementedCryptoServiceServer) Rewrap(context.Context, *RewrapRequest) (*RewrapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rewrap not implemented")
 }
 func (UnimplementedCryptoServiceServer) mustEmbedUnimplementedCryptoServiceServer() {}
 func (UnimplementedCryptoServiceServer) testEmbeddedByValue()                       {}
@@ -474,6 +660,24 @@ func _CryptoService_Decrypt_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CryptoService_Rewrap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RewrapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CryptoServiceServer).Rewrap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CryptoService_Rewrap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CryptoServiceServer).Rewrap(ctx, req.(*RewrapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CryptoService_ServiceDesc is the grpc.ServiceDesc for CryptoService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -489,6 +693,10 @@ var CryptoService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Decrypt",
 			Handler:    _CryptoService_Decrypt_Handler,
 		},
+		{
+			MethodName: "Rewrap",
+			Handler:    _CryptoService_Rewrap_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "forge/vault/v1/vault.proto",
@@ -497,6 +705,7 @@ var CryptoService_ServiceDesc = grpc.ServiceDesc{
 const (
 	KeyService_ListAudit_FullMethodName            = "/forge.vault.v1.KeyService/ListAudit"
 	KeyService_RotateKey_FullMethodName            = "/forge.vault.v1.KeyService/RotateKey"
+	KeyService_RetireKeyVersions_FullMethodName    = "/forge.vault.v1.KeyService/RetireKeyVersions"
 	KeyService_ExportSecretMetadata_FullMethodName = "/forge.vault.v1.KeyService/ExportSecretMetadata"
 	KeyService_ShredTenant_FullMethodName          = "/forge.vault.v1.KeyService/ShredTenant"
 )
@@ -512,6 +721,10 @@ type KeyServiceClient interface {
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
 	// RotateKey adds a new version of the caller's data key; it encrypts from then on.
 	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
+	// RetireKeyVersions raises the minimum key version that decrypts: every ciphertext under an
+	// older version becomes unreadable (for a version the owner believes exposed). Refused while
+	// the vault's own secrets still use such a version (the background rewrap moves them).
+	RetireKeyVersions(ctx context.Context, in *RetireKeyVersionsRequest, opts ...grpc.CallOption) (*RetireKeyVersionsResponse, error)
 	// ExportSecretMetadata streams the names and metadata (never values) of a tenant's
 	// secrets. System method: data-lifecycle only.
 	ExportSecretMetadata(ctx context.Context, in *ExportSecretMetadataRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSecretMetadataResponse], error)
@@ -542,6 +755,16 @@ func (c *keyServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RotateKeyResponse)
 	err := c.cc.Invoke(ctx, KeyService_RotateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keyServiceClient) RetireKeyVersions(ctx context.Context, in *RetireKeyVersionsRequest, opts ...grpc.CallOption) (*RetireKeyVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireKeyVersionsResponse)
+	err := c.cc.Invoke(ctx, KeyService_RetireKeyVersions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -588,6 +811,10 @@ type KeyServiceServer interface {
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
 	// RotateKey adds a new version of the caller's data key; it encrypts from then on.
 	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
+	// RetireKeyVersions raises the minimum key version that decrypts: every ciphertext under an
+	// older version becomes unreadable (for a version the owner believes exposed). Refused while
+	// the vault's own secrets still use such a version (the background rewrap moves them).
+	RetireKeyVersions(context.Context, *RetireKeyVersionsRequest) (*RetireKeyVersionsResponse, error)
 	// ExportSecretMetadata streams the names and metadata (never values) of a tenant's
 	// secrets. System method: data-lifecycle only.
 	ExportSecretMetadata(*ExportSecretMetadataRequest, grpc.ServerStreamingServer[ExportSecretMetadataResponse]) error
@@ -609,6 +836,9 @@ func (UnimplementedKeyServiceServer) ListAudit(context.Context, *ListAuditReques
 }
 func (UnimplementedKeyServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateKey not implemented")
+}
+func (UnimplementedKeyServiceServer) RetireKeyVersions(context.Context, *RetireKeyVersionsRequest) (*RetireKeyVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetireKeyVersions not implemented")
 }
 func (UnimplementedKeyServiceServer) ExportSecretMetadata(*ExportSecretMetadataRequest, grpc.ServerStreamingServer[ExportSecretMetadataResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportSecretMetadata not implemented")
@@ -673,6 +903,24 @@ func _KeyService_RotateKey_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyService_RetireKeyVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireKeyVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyServiceServer).RetireKeyVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyService_RetireKeyVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyServiceServer).RetireKeyVersions(ctx, req.(*RetireKeyVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _KeyService_ExportSecretMetadata_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExportSecretMetadataRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -716,6 +964,10 @@ var KeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateKey",
 			Handler:    _KeyService_RotateKey_Handler,
+		},
+		{
+			MethodName: "RetireKeyVersions",
+			Handler:    _KeyService_RetireKeyVersions_Handler,
 		},
 		{
 			MethodName: "ShredTenant",
