@@ -90,8 +90,12 @@ vet:
 	go vet $(MODULE_PATTERNS)
 
 .PHONY: test
-test: check-generated deps vet ## Everything CI runs: generated-code check, vet, every module's tests with -race.
+test: check-generated deps vet $(BIN)/.kube-score-$(KUBE_SCORE_VERSION) ## Everything CI runs: generated-code check, vet, every module's tests with -race (kube-score included).
 	go test $(GO_TEST_FLAGS) $(MODULE_PATTERNS)
+
+.PHONY: lint-k8s
+lint-k8s: $(BIN)/.kube-score-$(KUBE_SCORE_VERSION) ## Render and check every deploy/k8s entry, kube-score included.
+	go test -count=1 ./deploy/k8s/...
 
 .PHONY: bench
 bench: deps ## Run the benchmarks recorded in docs/benchmarks.md.

@@ -188,3 +188,26 @@ func ensureRole(ctx context.Context, conn *pgx.Conn, name, attrs string) error {
 	}
 	return nil
 }
+
+// Drop removes what Bootstrap created: the database (disconnecting its sessions) and both
+// roles. Tests and throwaway stacks call it on cleanup; nothing in production does.
+func Drop(ctx context.Context, adminURL string, spec Spec) error {
+	if err := spec.validate(); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("database: drop: connect: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	for _, stmt := range []string{
+		"DROP DATABASE IF EXISTS " + pgx.Identifier{spec.Database}.Sanitize() + " WITH (FORCE)",
+		"DROP ROLE IF EXISTS " + pgx.Identifier{spec.RuntimeRole}.Sanitize(),
+		"DROP ROLE IF EXISTS " + pgx.Identifier{spec.MigrationRole}.Sanitize(),
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("database: drop: %s: %w", stmt, err)
+		}
+	}
+	return nil
+}

@@ -41,9 +41,10 @@ func Specs() []ServiceSpec {
 	}
 }
 
-// DatabaseSpec names the database, schema and roles of a service in the local stack.
-func (s ServiceSpec) DatabaseSpec() database.Spec {
-	snake := strings.ReplaceAll(s.Name, "-", "_")
+// DatabaseSpec names the database, schema and roles of a service in the local stack; suffix
+// (empty for `make run`) keeps the databases of parallel test stacks apart.
+func (s ServiceSpec) DatabaseSpec(suffix string) database.Spec {
+	snake := strings.ReplaceAll(s.Name, "-", "_") + suffix
 	return database.Spec{
 		Database:      "forge_" + snake,
 		Schema:        s.Schema,
@@ -52,13 +53,22 @@ func (s ServiceSpec) DatabaseSpec() database.Spec {
 	}
 }
 
-// addrEnv are the variables naming each service's gRPC address for its clients.
-var addrEnv = map[string]string{
-	workload.Tenant:        "FORGE_TENANT_ADDR",
-	workload.Apps:          "FORGE_APPS_ADDR",
-	workload.SecretsVault:  "FORGE_VAULT_ADDR",
-	workload.SandboxOrigin: "FORGE_SANDBOX_ADDR",
-	workload.DataLifecycle: "FORGE_LIFECYCLE_ADDR",
+// AddrEnv names the variable carrying a service's gRPC address for its clients ("" for the
+// gateway, which nobody dials).
+func AddrEnv(service string) string {
+	switch service {
+	case workload.Tenant:
+		return "FORGE_TENANT_ADDR"
+	case workload.Apps:
+		return "FORGE_APPS_ADDR"
+	case workload.SecretsVault:
+		return "FORGE_VAULT_ADDR"
+	case workload.SandboxOrigin:
+		return "FORGE_SANDBOX_ADDR"
+	case workload.DataLifecycle:
+		return "FORGE_LIFECYCLE_ADDR"
+	}
+	return ""
 }
 
 func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }

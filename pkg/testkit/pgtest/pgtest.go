@@ -167,20 +167,8 @@ func drop(tb testing.TB, base string, names database.Spec) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		tb.Errorf("pgtest: cleanup: connect: %v", err)
-		return
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	for _, stmt := range []string{
-		"DROP DATABASE IF EXISTS " + pgx.Identifier{names.Database}.Sanitize() + " WITH (FORCE)",
-		"DROP ROLE IF EXISTS " + pgx.Identifier{names.RuntimeRole}.Sanitize(),
-		"DROP ROLE IF EXISTS " + pgx.Identifier{names.MigrationRole}.Sanitize(),
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			tb.Errorf("pgtest: cleanup: %s: %v", stmt, err)
-		}
+	if err := database.Drop(ctx, base, names); err != nil {
+		tb.Errorf("pgtest: cleanup: %v", err)
 	}
 }
 
