@@ -30,6 +30,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// StateDir holds what the stack creates (a throwaway cluster, NATS storage).
 	StateDir string
+	// PostgresPort is where a throwaway cluster listens; 0 means 5432, the port the tests
+	// and the local stack expect.
+	PostgresPort int
 }
 
 // PingPostgres reports whether url answers as an administrator.
@@ -63,11 +66,11 @@ func (d Deps) EnsurePostgres(ctx context.Context, adminURL string) (string, func
 	if d.startDebianCluster(ctx) && d.waitPostgres(ctx, LocalPostgresURL) == nil {
 		return LocalPostgresURL, noop, nil
 	}
-	stop, err := d.startThrowawayCluster(ctx)
+	url, stop, err := d.StartThrowawayCluster(ctx)
 	if err != nil {
 		return "", noop, err
 	}
-	return LocalPostgresURL, stop, nil
+	return url, stop, nil
 }
 
 func (d Deps) waitPostgres(ctx context.Context, url string) error {
@@ -145,17 +148,23 @@ func (d Deps) aptInstall(ctx context.Context, pkgs ...string) error {
 	return nil
 }
 
-// startThrowawayCluster creates a trust-auth cluster in StateDir/pgdata listening on
-// 127.0.0.1:5432 and starts it in the background (it outlives this process, so `make test`
-// can start it and then run the tests).
-func (d Deps) startThrowawayCluster(ctx context.Context) (func(), error) {
+// StartThrowawayCluster creates a trust-auth cluster in StateDir/pgdata listening on
+// 127.0.0.1:PostgresPort and starts it in the background (it outlives this process, so
+// `make test` can start it and then run the tests). It returns the administrator URL and a
+// function stopping the cluster.
+func (d Deps) StartThrowawayCluster(ctx context.Context) (string, func(), error) {
+	port := d.PostgresPort
+	if port == 0 {
+		port = 5432
+	}
+	adminURL := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	bin, err := d.postgresBinDir(ctx)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	data, err := filepath.Abs(filepath.Join(d.StateDir, "pgdata"))
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	run := func(name string, args ...string) error {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
@@ -170,37 +179,37 @@ func (d Deps) startThrowawayCluster(ctx context.Context) (func(), error) {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
 		if err := os.MkdirAll(data, 0o700); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		if os.Geteuid() == 0 {
 			if err := chownToPostgres(data); err != nil {
-				return nil, err
+				return "", nil, err
 			}
 		}
 		d.Logger.Info("creating a throwaway PostgreSQL cluster", "dir", data)
 		if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 	}
 	d.Logger.Info("starting the throwaway PostgreSQL cluster", "dir", data)
-	opts := "-c listen_addresses=127.0.0.1 -p 5432 -k " + data
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s", port, data)
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(data, "server.log"), "-w", "start"); err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	stop := func() {
 		if err := run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop"); err != nil {
 			d.Logger.Warn("stopping the throwaway cluster failed", "error", err)
 		}
 	}
-	if err := d.waitPostgres(ctx, LocalPostgresURL); err != nil {
+	if err := d.waitPostgres(ctx, adminURL); err != nil {
 		stop()
-		return nil, err
+		return "", nil, err
 	}
-	return stop, nil
+	return adminURL, stop, nil
 }
 
 func chownToPostgres(dir string) error {
