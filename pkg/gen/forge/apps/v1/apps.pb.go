@@ -24,16 +24,19 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Visibility says who may open the built app. Every new app is private.
+// Visibility says who may open the built app. Every new app is private. Each wider level
+// includes the narrower ones.
 type Visibility int32
 
 const (
 	Visibility_VISIBILITY_UNSPECIFIED Visibility = 0
 	// VISIBILITY_PRIVATE: the owner and collaborators, through a view ticket.
 	Visibility_VISIBILITY_PRIVATE Visibility = 1
-	// VISIBILITY_LINK: whoever holds a valid share link.
+	// VISIBILITY_LINK: also whoever holds a valid share link. Creating a share link of a private
+	// app sets it.
 	Visibility_VISIBILITY_LINK Visibility = 2
-	// VISIBILITY_PUBLIC: anyone.
+	// VISIBILITY_PUBLIC: anyone. Set only by PublishApp; UnpublishApp goes back to LINK while an
+	// unexpired link exists, else to PRIVATE.
 	Visibility_VISIBILITY_PUBLIC Visibility = 3
 )
 
@@ -133,6 +136,62 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{1}
 }
 
+// PromptReadPurpose is why prompt text was read; every read is audited with one.
+type PromptReadPurpose int32
+
+const (
+	PromptReadPurpose_PROMPT_READ_PURPOSE_UNSPECIFIED       PromptReadPurpose = 0
+	PromptReadPurpose_PROMPT_READ_PURPOSE_OWNER_VIEW        PromptReadPurpose = 1
+	PromptReadPurpose_PROMPT_READ_PURPOSE_COLLABORATOR_VIEW PromptReadPurpose = 2
+	PromptReadPurpose_PROMPT_READ_PURPOSE_BUILD             PromptReadPurpose = 3
+	PromptReadPurpose_PROMPT_READ_PURPOSE_EXPORT            PromptReadPurpose = 4
+)
+
+// Enum value maps for PromptReadPurpose.
+var (
+	PromptReadPurpose_name = map[int32]string{
+		0: "PROMPT_READ_PURPOSE_UNSPECIFIED",
+		1: "PROMPT_READ_PURPOSE_OWNER_VIEW",
+		2: "PROMPT_READ_PURPOSE_COLLABORATOR_VIEW",
+		3: "PROMPT_READ_PURPOSE_BUILD",
+		4: "PROMPT_READ_PURPOSE_EXPORT",
+	}
+	PromptReadPurpose_value = map[string]int32{
+		"PROMPT_READ_PURPOSE_UNSPECIFIED":       0,
+		"PROMPT_READ_PURPOSE_OWNER_VIEW":        1,
+		"PROMPT_READ_PURPOSE_COLLABORATOR_VIEW": 2,
+		"PROMPT_READ_PURPOSE_BUILD":             3,
+		"PROMPT_READ_PURPOSE_EXPORT":            4,
+	}
+)
+
+func (x PromptReadPurpose) Enum() *PromptReadPurpose {
+	p := new(PromptReadPurpose)
+	*p = x
+	return p
+}
+
+func (x PromptReadPurpose) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PromptReadPurpose) Descriptor() protoreflect.EnumDescriptor {
+	return file_forge_apps_v1_apps_proto_enumTypes[2].Descriptor()
+}
+
+func (PromptReadPurpose) Type() protoreflect.EnumType {
+	return &file_forge_apps_v1_apps_proto_enumTypes[2]
+}
+
+func (x PromptReadPurpose) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PromptReadPurpose.Descriptor instead.
+func (PromptReadPurpose) EnumDescriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{2}
+}
+
 // Kind says who wrote the entry.
 type Prompt_Kind int32
 
@@ -167,11 +226,11 @@ func (x Prompt_Kind) String() string {
 }
 
 func (Prompt_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_forge_apps_v1_apps_proto_enumTypes[2].Descriptor()
+	return file_forge_apps_v1_apps_proto_enumTypes[3].Descriptor()
 }
 
 func (Prompt_Kind) Type() protoreflect.EnumType {
-	return &file_forge_apps_v1_apps_proto_enumTypes[2]
+	return &file_forge_apps_v1_apps_proto_enumTypes[3]
 }
 
 func (x Prompt_Kind) Number() protoreflect.EnumNumber {
@@ -480,9 +539,15 @@ func (x *GetAppResponse) GetApp() *App {
 }
 
 type ListAppsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100; 0 means 50.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a listing; it is only valid with the same `shared` value. Pages are
+	// stable: apps created after the first page never shift later pages.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// shared lists the apps other tenants invited the caller to (as a collaborator) instead of
+	// the caller's own apps.
+	Shared        bool `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +594,13 @@ func (x *ListAppsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListAppsRequest) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 type ListAppsResponse struct {
@@ -588,7 +660,8 @@ type UpdateAppRequest struct {
 	AppId       string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
 	Name        *string                `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Description *string                `protobuf:"bytes,3,opt,name=description,proto3,oneof" json:"description,omitempty"`
-	// visibility changes who may open the built app (owner only).
+	// visibility changes who may open the built app (owner only); UNSPECIFIED leaves it.
+	// PUBLIC is refused (FAILED_PRECONDITION): publish the app instead.
 	Visibility    Visibility `protobuf:"varint,4,opt,name=visibility,proto3,enum=forge.apps.v1.Visibility" json:"visibility,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -781,10 +854,13 @@ type Prompt struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	PromptId string                 `protobuf:"bytes,1,opt,name=prompt_id,json=promptId,proto3" json:"prompt_id,omitempty"`
 	// seq orders the conversation.
-	Seq           int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Kind          Prompt_Kind            `protobuf:"varint,3,opt,name=kind,proto3,enum=forge.apps.v1.Prompt_Kind" json:"kind,omitempty"`
-	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	Seq  int64       `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind Prompt_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=forge.apps.v1.Prompt_Kind" json:"kind,omitempty"`
+	// text is the entry as stored: API keys found in it are replaced by {{secret:NAME}}.
+	Text       string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// author is "owner", "collaborator" or "builder".
+	Author        string `protobuf:"bytes,6,opt,name=author,proto3" json:"author,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -854,6 +930,102 @@ func (x *Prompt) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Prompt) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+// PromptRead is one audited read of an app's prompt text.
+type PromptRead struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ReadId  string                 `protobuf:"bytes,1,opt,name=read_id,json=readId,proto3" json:"read_id,omitempty"`
+	Purpose PromptReadPurpose      `protobuf:"varint,2,opt,name=purpose,proto3,enum=forge.apps.v1.PromptReadPurpose" json:"purpose,omitempty"`
+	// reader_owner_id is the tenant that read (the owner, a collaborator; empty for the
+	// builder and for export, which act for the owner).
+	ReaderOwnerId string `protobuf:"bytes,3,opt,name=reader_owner_id,json=readerOwnerId,proto3" json:"reader_owner_id,omitempty"`
+	// workload is the SPIFFE ID of the workload that made the call.
+	Workload string `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
+	// prompt_count is how many entries the read returned.
+	PromptCount   int32                  `protobuf:"varint,5,opt,name=prompt_count,json=promptCount,proto3" json:"prompt_count,omitempty"`
+	ReadTime      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromptRead) Reset() {
+	*x = PromptRead{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromptRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromptRead) ProtoMessage() {}
+
+func (x *PromptRead) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromptRead.ProtoReflect.Descriptor instead.
+func (*PromptRead) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PromptRead) GetReadId() string {
+	if x != nil {
+		return x.ReadId
+	}
+	return ""
+}
+
+func (x *PromptRead) GetPurpose() PromptReadPurpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return PromptReadPurpose_PROMPT_READ_PURPOSE_UNSPECIFIED
+}
+
+func (x *PromptRead) GetReaderOwnerId() string {
+	if x != nil {
+		return x.ReaderOwnerId
+	}
+	return ""
+}
+
+func (x *PromptRead) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *PromptRead) GetPromptCount() int32 {
+	if x != nil {
+		return x.PromptCount
+	}
+	return 0
+}
+
+func (x *PromptRead) GetReadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadTime
+	}
+	return nil
+}
+
 type AddPromptRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -865,7 +1037,7 @@ type AddPromptRequest struct {
 
 func (x *AddPromptRequest) Reset() {
 	*x = AddPromptRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[12]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1049,7 @@ func (x *AddPromptRequest) String() string {
 func (*AddPromptRequest) ProtoMessage() {}
 
 func (x *AddPromptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[12]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1062,7 @@ func (x *AddPromptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPromptRequest.ProtoReflect.Descriptor instead.
 func (*AddPromptRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{12}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AddPromptRequest) GetAppId() string {
@@ -926,7 +1098,7 @@ type AddPromptResponse struct {
 
 func (x *AddPromptResponse) Reset() {
 	*x = AddPromptResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[13]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1110,7 @@ func (x *AddPromptResponse) String() string {
 func (*AddPromptResponse) ProtoMessage() {}
 
 func (x *AddPromptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[13]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1123,7 @@ func (x *AddPromptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPromptResponse.ProtoReflect.Descriptor instead.
 func (*AddPromptResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{13}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AddPromptResponse) GetPrompt() *Prompt {
@@ -969,17 +1141,18 @@ func (x *AddPromptResponse) GetSecretsExtracted() []string {
 }
 
 type ListPromptsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
-	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	AppId string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	// page_size is at most 100; 0 means 50. Entries come in conversation order.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListPromptsRequest) Reset() {
 	*x = ListPromptsRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[14]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1164,7 @@ func (x *ListPromptsRequest) String() string {
 func (*ListPromptsRequest) ProtoMessage() {}
 
 func (x *ListPromptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[14]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1177,7 @@ func (x *ListPromptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPromptsRequest.ProtoReflect.Descriptor instead.
 func (*ListPromptsRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{14}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPromptsRequest) GetAppId() string {
@@ -1038,7 +1211,7 @@ type ListPromptsResponse struct {
 
 func (x *ListPromptsResponse) Reset() {
 	*x = ListPromptsResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[15]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1223,7 @@ func (x *ListPromptsResponse) String() string {
 func (*ListPromptsResponse) ProtoMessage() {}
 
 func (x *ListPromptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[15]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1236,7 @@ func (x *ListPromptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPromptsResponse.ProtoReflect.Descriptor instead.
 func (*ListPromptsResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{15}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPromptsResponse) GetPrompts() []*Prompt {
@@ -1074,6 +1247,118 @@ func (x *ListPromptsResponse) GetPrompts() []*Prompt {
 }
 
 func (x *ListPromptsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListPromptReadsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPromptReadsRequest) Reset() {
+	*x = ListPromptReadsRequest{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPromptReadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPromptReadsRequest) ProtoMessage() {}
+
+func (x *ListPromptReadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPromptReadsRequest.ProtoReflect.Descriptor instead.
+func (*ListPromptReadsRequest) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListPromptReadsRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *ListPromptReadsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPromptReadsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListPromptReadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []*PromptRead          `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPromptReadsResponse) Reset() {
+	*x = ListPromptReadsResponse{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPromptReadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPromptReadsResponse) ProtoMessage() {}
+
+func (x *ListPromptReadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPromptReadsResponse.ProtoReflect.Descriptor instead.
+func (*ListPromptReadsResponse) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListPromptReadsResponse) GetReads() []*PromptRead {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *ListPromptReadsResponse) GetNextPageToken() string {
 	if x != nil {
 		return x.NextPageToken
 	}
@@ -1095,7 +1380,7 @@ type Reference struct {
 
 func (x *Reference) Reset() {
 	*x = Reference{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[16]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1392,7 @@ func (x *Reference) String() string {
 func (*Reference) ProtoMessage() {}
 
 func (x *Reference) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[16]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1405,7 @@ func (x *Reference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reference.ProtoReflect.Descriptor instead.
 func (*Reference) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{16}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Reference) GetReferenceId() string {
@@ -1177,7 +1462,7 @@ type UploadReferenceRequest struct {
 
 func (x *UploadReferenceRequest) Reset() {
 	*x = UploadReferenceRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[17]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1474,7 @@ func (x *UploadReferenceRequest) String() string {
 func (*UploadReferenceRequest) ProtoMessage() {}
 
 func (x *UploadReferenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[17]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1487,7 @@ func (x *UploadReferenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadReferenceRequest.ProtoReflect.Descriptor instead.
 func (*UploadReferenceRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{17}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UploadReferenceRequest) GetAppId() string {
@@ -1242,7 +1527,7 @@ type UploadReferenceResponse struct {
 
 func (x *UploadReferenceResponse) Reset() {
 	*x = UploadReferenceResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[18]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1539,7 @@ func (x *UploadReferenceResponse) String() string {
 func (*UploadReferenceResponse) ProtoMessage() {}
 
 func (x *UploadReferenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[18]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1552,7 @@ func (x *UploadReferenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadReferenceResponse.ProtoReflect.Descriptor instead.
 func (*UploadReferenceResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{18}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UploadReferenceResponse) GetReference() *Reference {
@@ -1286,7 +1571,7 @@ type ListReferencesRequest struct {
 
 func (x *ListReferencesRequest) Reset() {
 	*x = ListReferencesRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[19]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1583,7 @@ func (x *ListReferencesRequest) String() string {
 func (*ListReferencesRequest) ProtoMessage() {}
 
 func (x *ListReferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[19]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1596,7 @@ func (x *ListReferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferencesRequest.ProtoReflect.Descriptor instead.
 func (*ListReferencesRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{19}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListReferencesRequest) GetAppId() string {
@@ -1330,7 +1615,7 @@ type ListReferencesResponse struct {
 
 func (x *ListReferencesResponse) Reset() {
 	*x = ListReferencesResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[20]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1627,7 @@ func (x *ListReferencesResponse) String() string {
 func (*ListReferencesResponse) ProtoMessage() {}
 
 func (x *ListReferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[20]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1640,7 @@ func (x *ListReferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReferencesResponse.ProtoReflect.Descriptor instead.
 func (*ListReferencesResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{20}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListReferencesResponse) GetReferences() []*Reference {
@@ -1375,7 +1660,7 @@ type GetReferenceRequest struct {
 
 func (x *GetReferenceRequest) Reset() {
 	*x = GetReferenceRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[21]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1672,7 @@ func (x *GetReferenceRequest) String() string {
 func (*GetReferenceRequest) ProtoMessage() {}
 
 func (x *GetReferenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[21]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1685,7 @@ func (x *GetReferenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferenceRequest.ProtoReflect.Descriptor instead.
 func (*GetReferenceRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{21}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetReferenceRequest) GetAppId() string {
@@ -1427,7 +1712,7 @@ type GetReferenceResponse struct {
 
 func (x *GetReferenceResponse) Reset() {
 	*x = GetReferenceResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[22]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1724,7 @@ func (x *GetReferenceResponse) String() string {
 func (*GetReferenceResponse) ProtoMessage() {}
 
 func (x *GetReferenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[22]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1737,7 @@ func (x *GetReferenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReferenceResponse.ProtoReflect.Descriptor instead.
 func (*GetReferenceResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{22}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetReferenceResponse) GetReference() *Reference {
@@ -1479,7 +1764,7 @@ type DeleteReferenceRequest struct {
 
 func (x *DeleteReferenceRequest) Reset() {
 	*x = DeleteReferenceRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[23]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1776,7 @@ func (x *DeleteReferenceRequest) String() string {
 func (*DeleteReferenceRequest) ProtoMessage() {}
 
 func (x *DeleteReferenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[23]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1789,7 @@ func (x *DeleteReferenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReferenceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteReferenceRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{23}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteReferenceRequest) GetAppId() string {
@@ -1529,7 +1814,7 @@ type DeleteReferenceResponse struct {
 
 func (x *DeleteReferenceResponse) Reset() {
 	*x = DeleteReferenceResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[24]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1826,7 @@ func (x *DeleteReferenceResponse) String() string {
 func (*DeleteReferenceResponse) ProtoMessage() {}
 
 func (x *DeleteReferenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[24]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,23 +1839,30 @@ func (x *DeleteReferenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReferenceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteReferenceResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{24}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{27}
 }
 
 // File is one file of a generated app version.
 type File struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// path is relative to the app's root, for example "index.html" or "assets/app.js".
-	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	ContentType   string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	Content       []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// content_type is one of the accepted types (text/html, text/css, text/javascript,
+	// application/json, text/plain, image/png, image/jpeg, image/gif, image/webp,
+	// image/svg+xml, image/x-icon, font/woff2, application/wasm); empty means "from the path's
+	// extension".
+	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// content is at most 4 MiB; a version holds at most 12 MiB in all.
+	Content []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	// size_bytes is the content's size (set in answers even when content is not).
+	SizeBytes     int64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[25]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1874,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[25]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1887,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{25}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *File) GetPath() string {
@@ -1619,6 +1911,13 @@ func (x *File) GetContent() []byte {
 	return nil
 }
 
+func (x *File) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
 // Version is an immutable set of files.
 type Version struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1634,7 +1933,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[26]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1945,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[26]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1958,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{26}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Version) GetVersion() int32 {
@@ -1700,7 +1999,7 @@ type CreateVersionRequest struct {
 
 func (x *CreateVersionRequest) Reset() {
 	*x = CreateVersionRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[27]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2011,7 @@ func (x *CreateVersionRequest) String() string {
 func (*CreateVersionRequest) ProtoMessage() {}
 
 func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[27]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2024,7 @@ func (x *CreateVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateVersionRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{27}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateVersionRequest) GetAppId() string {
@@ -1751,7 +2050,7 @@ type CreateVersionResponse struct {
 
 func (x *CreateVersionResponse) Reset() {
 	*x = CreateVersionResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[28]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +2062,7 @@ func (x *CreateVersionResponse) String() string {
 func (*CreateVersionResponse) ProtoMessage() {}
 
 func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[28]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +2075,7 @@ func (x *CreateVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateVersionResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{28}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateVersionResponse) GetVersion() *Version {
@@ -1795,7 +2094,7 @@ type ListVersionsRequest struct {
 
 func (x *ListVersionsRequest) Reset() {
 	*x = ListVersionsRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[29]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +2106,7 @@ func (x *ListVersionsRequest) String() string {
 func (*ListVersionsRequest) ProtoMessage() {}
 
 func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[29]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +2119,7 @@ func (x *ListVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{29}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListVersionsRequest) GetAppId() string {
@@ -1839,7 +2138,7 @@ type ListVersionsResponse struct {
 
 func (x *ListVersionsResponse) Reset() {
 	*x = ListVersionsResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[30]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2150,7 @@ func (x *ListVersionsResponse) String() string {
 func (*ListVersionsResponse) ProtoMessage() {}
 
 func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[30]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2163,7 @@ func (x *ListVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{30}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListVersionsResponse) GetVersions() []*Version {
@@ -1885,7 +2184,7 @@ type GetVersionFileRequest struct {
 
 func (x *GetVersionFileRequest) Reset() {
 	*x = GetVersionFileRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[31]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2196,7 @@ func (x *GetVersionFileRequest) String() string {
 func (*GetVersionFileRequest) ProtoMessage() {}
 
 func (x *GetVersionFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[31]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2209,7 @@ func (x *GetVersionFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionFileRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionFileRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{31}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetVersionFileRequest) GetAppId() string {
@@ -1943,7 +2242,7 @@ type GetVersionFileResponse struct {
 
 func (x *GetVersionFileResponse) Reset() {
 	*x = GetVersionFileResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[32]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2254,7 @@ func (x *GetVersionFileResponse) String() string {
 func (*GetVersionFileResponse) ProtoMessage() {}
 
 func (x *GetVersionFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[32]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2267,7 @@ func (x *GetVersionFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionFileResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionFileResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{32}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetVersionFileResponse) GetFile() *File {
@@ -1990,7 +2289,7 @@ type ShareLink struct {
 
 func (x *ShareLink) Reset() {
 	*x = ShareLink{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[33]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2301,7 @@ func (x *ShareLink) String() string {
 func (*ShareLink) ProtoMessage() {}
 
 func (x *ShareLink) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[33]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2314,7 @@ func (x *ShareLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLink.ProtoReflect.Descriptor instead.
 func (*ShareLink) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{33}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ShareLink) GetLinkId() string {
@@ -2052,7 +2351,7 @@ type Collaborator struct {
 
 func (x *Collaborator) Reset() {
 	*x = Collaborator{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[34]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2363,7 @@ func (x *Collaborator) String() string {
 func (*Collaborator) ProtoMessage() {}
 
 func (x *Collaborator) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[34]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2376,7 @@ func (x *Collaborator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Collaborator.ProtoReflect.Descriptor instead.
 func (*Collaborator) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{34}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Collaborator) GetCollaboratorId() string {
@@ -2119,7 +2418,7 @@ type CreateShareLinkRequest struct {
 
 func (x *CreateShareLinkRequest) Reset() {
 	*x = CreateShareLinkRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[35]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2430,7 @@ func (x *CreateShareLinkRequest) String() string {
 func (*CreateShareLinkRequest) ProtoMessage() {}
 
 func (x *CreateShareLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[35]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2443,7 @@ func (x *CreateShareLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShareLinkRequest.ProtoReflect.Descriptor instead.
 func (*CreateShareLinkRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{35}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateShareLinkRequest) GetAppId() string {
@@ -2164,9 +2463,11 @@ func (x *CreateShareLinkRequest) GetTtlSeconds() int64 {
 type CreateShareLinkResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Link  *ShareLink             `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
-	// token is returned once; only its hash is stored.
+	// token is returned once; only its SHA-256 hash is stored. Format: "fsl_" + base64url (no
+	// padding) of 32 random bytes.
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
-	// url opens the app on its own origin with the token.
+	// url opens the app on its own origin with the token:
+	// https://<app_id>.<sandbox domain>/?forge_share=<token>.
 	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2174,7 +2475,7 @@ type CreateShareLinkResponse struct {
 
 func (x *CreateShareLinkResponse) Reset() {
 	*x = CreateShareLinkResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[36]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2487,7 @@ func (x *CreateShareLinkResponse) String() string {
 func (*CreateShareLinkResponse) ProtoMessage() {}
 
 func (x *CreateShareLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[36]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2500,7 @@ func (x *CreateShareLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShareLinkResponse.ProtoReflect.Descriptor instead.
 func (*CreateShareLinkResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{36}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateShareLinkResponse) GetLink() *ShareLink {
@@ -2232,7 +2533,7 @@ type ListShareLinksRequest struct {
 
 func (x *ListShareLinksRequest) Reset() {
 	*x = ListShareLinksRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[37]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2545,7 @@ func (x *ListShareLinksRequest) String() string {
 func (*ListShareLinksRequest) ProtoMessage() {}
 
 func (x *ListShareLinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[37]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2558,7 @@ func (x *ListShareLinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShareLinksRequest.ProtoReflect.Descriptor instead.
 func (*ListShareLinksRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{37}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListShareLinksRequest) GetAppId() string {
@@ -2276,7 +2577,7 @@ type ListShareLinksResponse struct {
 
 func (x *ListShareLinksResponse) Reset() {
 	*x = ListShareLinksResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[38]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2589,7 @@ func (x *ListShareLinksResponse) String() string {
 func (*ListShareLinksResponse) ProtoMessage() {}
 
 func (x *ListShareLinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[38]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2602,7 @@ func (x *ListShareLinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShareLinksResponse.ProtoReflect.Descriptor instead.
 func (*ListShareLinksResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{38}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListShareLinksResponse) GetLinks() []*ShareLink {
@@ -2321,7 +2622,7 @@ type RevokeShareLinkRequest struct {
 
 func (x *RevokeShareLinkRequest) Reset() {
 	*x = RevokeShareLinkRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[39]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2634,7 @@ func (x *RevokeShareLinkRequest) String() string {
 func (*RevokeShareLinkRequest) ProtoMessage() {}
 
 func (x *RevokeShareLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[39]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2647,7 @@ func (x *RevokeShareLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeShareLinkRequest.ProtoReflect.Descriptor instead.
 func (*RevokeShareLinkRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{39}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevokeShareLinkRequest) GetAppId() string {
@@ -2371,7 +2672,7 @@ type RevokeShareLinkResponse struct {
 
 func (x *RevokeShareLinkResponse) Reset() {
 	*x = RevokeShareLinkResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[40]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2684,7 @@ func (x *RevokeShareLinkResponse) String() string {
 func (*RevokeShareLinkResponse) ProtoMessage() {}
 
 func (x *RevokeShareLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[40]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2697,7 @@ func (x *RevokeShareLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeShareLinkResponse.ProtoReflect.Descriptor instead.
 func (*RevokeShareLinkResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{40}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{43}
 }
 
 type AddCollaboratorRequest struct {
@@ -2410,7 +2711,7 @@ type AddCollaboratorRequest struct {
 
 func (x *AddCollaboratorRequest) Reset() {
 	*x = AddCollaboratorRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[41]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2723,7 @@ func (x *AddCollaboratorRequest) String() string {
 func (*AddCollaboratorRequest) ProtoMessage() {}
 
 func (x *AddCollaboratorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[41]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2736,7 @@ func (x *AddCollaboratorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCollaboratorRequest.ProtoReflect.Descriptor instead.
 func (*AddCollaboratorRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{41}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AddCollaboratorRequest) GetAppId() string {
@@ -2468,7 +2769,7 @@ type AddCollaboratorResponse struct {
 
 func (x *AddCollaboratorResponse) Reset() {
 	*x = AddCollaboratorResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[42]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2781,7 @@ func (x *AddCollaboratorResponse) String() string {
 func (*AddCollaboratorResponse) ProtoMessage() {}
 
 func (x *AddCollaboratorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[42]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2794,7 @@ func (x *AddCollaboratorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCollaboratorResponse.ProtoReflect.Descriptor instead.
 func (*AddCollaboratorResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{42}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AddCollaboratorResponse) GetCollaborator() *Collaborator {
@@ -2512,7 +2813,7 @@ type ListCollaboratorsRequest struct {
 
 func (x *ListCollaboratorsRequest) Reset() {
 	*x = ListCollaboratorsRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[43]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2825,7 @@ func (x *ListCollaboratorsRequest) String() string {
 func (*ListCollaboratorsRequest) ProtoMessage() {}
 
 func (x *ListCollaboratorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[43]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2838,7 @@ func (x *ListCollaboratorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollaboratorsRequest.ProtoReflect.Descriptor instead.
 func (*ListCollaboratorsRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{43}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListCollaboratorsRequest) GetAppId() string {
@@ -2556,7 +2857,7 @@ type ListCollaboratorsResponse struct {
 
 func (x *ListCollaboratorsResponse) Reset() {
 	*x = ListCollaboratorsResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[44]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2869,7 @@ func (x *ListCollaboratorsResponse) String() string {
 func (*ListCollaboratorsResponse) ProtoMessage() {}
 
 func (x *ListCollaboratorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[44]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2882,7 @@ func (x *ListCollaboratorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollaboratorsResponse.ProtoReflect.Descriptor instead.
 func (*ListCollaboratorsResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{44}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListCollaboratorsResponse) GetCollaborators() []*Collaborator {
@@ -2601,7 +2902,7 @@ type RemoveCollaboratorRequest struct {
 
 func (x *RemoveCollaboratorRequest) Reset() {
 	*x = RemoveCollaboratorRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[45]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2914,7 @@ func (x *RemoveCollaboratorRequest) String() string {
 func (*RemoveCollaboratorRequest) ProtoMessage() {}
 
 func (x *RemoveCollaboratorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[45]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2927,7 @@ func (x *RemoveCollaboratorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCollaboratorRequest.ProtoReflect.Descriptor instead.
 func (*RemoveCollaboratorRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{45}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveCollaboratorRequest) GetAppId() string {
@@ -2651,7 +2952,7 @@ type RemoveCollaboratorResponse struct {
 
 func (x *RemoveCollaboratorResponse) Reset() {
 	*x = RemoveCollaboratorResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[46]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2964,7 @@ func (x *RemoveCollaboratorResponse) String() string {
 func (*RemoveCollaboratorResponse) ProtoMessage() {}
 
 func (x *RemoveCollaboratorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[46]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,25 +2977,29 @@ func (x *RemoveCollaboratorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCollaboratorResponse.ProtoReflect.Descriptor instead.
 func (*RemoveCollaboratorResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{46}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{49}
 }
 
 // Listing is a Discover entry: public fields only.
 type Listing struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	ListingId   string                 `protobuf:"bytes,1,opt,name=listing_id,json=listingId,proto3" json:"listing_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ListingId string                 `protobuf:"bytes,1,opt,name=listing_id,json=listingId,proto3" json:"listing_id,omitempty"`
+	// name and description are the app's at publish time, sanitized (control characters and
+	// anything that looks like an API key removed).
 	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	PublishTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
-	// files lists paths and content types of the published version.
-	Files         []*File `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	// files lists paths, content types and sizes of the published version (no content).
+	Files []*File `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	// url opens the public app on its own origin.
+	Url           string `protobuf:"bytes,6,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Listing) Reset() {
 	*x = Listing{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[47]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +3011,7 @@ func (x *Listing) String() string {
 func (*Listing) ProtoMessage() {}
 
 func (x *Listing) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[47]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +3024,7 @@ func (x *Listing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Listing.ProtoReflect.Descriptor instead.
 func (*Listing) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{47}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Listing) GetListingId() string {
@@ -2757,6 +3062,13 @@ func (x *Listing) GetFiles() []*File {
 	return nil
 }
 
+func (x *Listing) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 type PublishAppRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AppId         string                 `protobuf:"bytes,1,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -2766,7 +3078,7 @@ type PublishAppRequest struct {
 
 func (x *PublishAppRequest) Reset() {
 	*x = PublishAppRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[48]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +3090,7 @@ func (x *PublishAppRequest) String() string {
 func (*PublishAppRequest) ProtoMessage() {}
 
 func (x *PublishAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[48]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +3103,7 @@ func (x *PublishAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAppRequest.ProtoReflect.Descriptor instead.
 func (*PublishAppRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{48}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PublishAppRequest) GetAppId() string {
@@ -2810,7 +3122,7 @@ type PublishAppResponse struct {
 
 func (x *PublishAppResponse) Reset() {
 	*x = PublishAppResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[49]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +3134,7 @@ func (x *PublishAppResponse) String() string {
 func (*PublishAppResponse) ProtoMessage() {}
 
 func (x *PublishAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[49]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +3147,7 @@ func (x *PublishAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAppResponse.ProtoReflect.Descriptor instead.
 func (*PublishAppResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{49}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PublishAppResponse) GetListing() *Listing {
@@ -2854,7 +3166,7 @@ type UnpublishAppRequest struct {
 
 func (x *UnpublishAppRequest) Reset() {
 	*x = UnpublishAppRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[50]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3178,7 @@ func (x *UnpublishAppRequest) String() string {
 func (*UnpublishAppRequest) ProtoMessage() {}
 
 func (x *UnpublishAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[50]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3191,7 @@ func (x *UnpublishAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishAppRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishAppRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{50}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UnpublishAppRequest) GetAppId() string {
@@ -2897,7 +3209,7 @@ type UnpublishAppResponse struct {
 
 func (x *UnpublishAppResponse) Reset() {
 	*x = UnpublishAppResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[51]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3221,7 @@ func (x *UnpublishAppResponse) String() string {
 func (*UnpublishAppResponse) ProtoMessage() {}
 
 func (x *UnpublishAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[51]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,20 +3234,21 @@ func (x *UnpublishAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishAppResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishAppResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{51}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{54}
 }
 
 type ListListingsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is at most 100; 0 means 50. Newest first.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListListingsRequest) Reset() {
 	*x = ListListingsRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[52]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3260,7 @@ func (x *ListListingsRequest) String() string {
 func (*ListListingsRequest) ProtoMessage() {}
 
 func (x *ListListingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[52]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3273,7 @@ func (x *ListListingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListListingsRequest.ProtoReflect.Descriptor instead.
 func (*ListListingsRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{52}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListListingsRequest) GetPageSize() int32 {
@@ -2987,7 +3300,7 @@ type ListListingsResponse struct {
 
 func (x *ListListingsResponse) Reset() {
 	*x = ListListingsResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[53]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3312,7 @@ func (x *ListListingsResponse) String() string {
 func (*ListListingsResponse) ProtoMessage() {}
 
 func (x *ListListingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[53]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3325,7 @@ func (x *ListListingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListListingsResponse.ProtoReflect.Descriptor instead.
 func (*ListListingsResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{53}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListListingsResponse) GetListings() []*Listing {
@@ -3038,7 +3351,7 @@ type GetListingRequest struct {
 
 func (x *GetListingRequest) Reset() {
 	*x = GetListingRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[54]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3363,7 @@ func (x *GetListingRequest) String() string {
 func (*GetListingRequest) ProtoMessage() {}
 
 func (x *GetListingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[54]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3376,7 @@ func (x *GetListingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetListingRequest.ProtoReflect.Descriptor instead.
 func (*GetListingRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{54}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetListingRequest) GetListingId() string {
@@ -3082,7 +3395,7 @@ type GetListingResponse struct {
 
 func (x *GetListingResponse) Reset() {
 	*x = GetListingResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[55]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3407,7 @@ func (x *GetListingResponse) String() string {
 func (*GetListingResponse) ProtoMessage() {}
 
 func (x *GetListingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[55]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3420,7 @@ func (x *GetListingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetListingResponse.ProtoReflect.Descriptor instead.
 func (*GetListingResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{55}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetListingResponse) GetListing() *Listing {
@@ -3117,17 +3430,116 @@ func (x *GetListingResponse) GetListing() *Listing {
 	return nil
 }
 
-type RemixListingRequest struct {
+type GetListingFileRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ListingId     string                 `protobuf:"bytes,1,opt,name=listing_id,json=listingId,proto3" json:"listing_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetListingFileRequest) Reset() {
+	*x = GetListingFileRequest{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetListingFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetListingFileRequest) ProtoMessage() {}
+
+func (x *GetListingFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetListingFileRequest.ProtoReflect.Descriptor instead.
+func (*GetListingFileRequest) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetListingFileRequest) GetListingId() string {
+	if x != nil {
+		return x.ListingId
+	}
+	return ""
+}
+
+func (x *GetListingFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type GetListingFileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	File          *File                  `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetListingFileResponse) Reset() {
+	*x = GetListingFileResponse{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetListingFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetListingFileResponse) ProtoMessage() {}
+
+func (x *GetListingFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetListingFileResponse.ProtoReflect.Descriptor instead.
+func (*GetListingFileResponse) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetListingFileResponse) GetFile() *File {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+// RemixListingRequest copies a listing's files into a new private app of the caller (never
+// prompts, references, secrets or collaborators).
+type RemixListingRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ListingId string                 `protobuf:"bytes,1,opt,name=listing_id,json=listingId,proto3" json:"listing_id,omitempty"`
+	// name of the new app; empty means the listing's name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RemixListingRequest) Reset() {
 	*x = RemixListingRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[56]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3551,7 @@ func (x *RemixListingRequest) String() string {
 func (*RemixListingRequest) ProtoMessage() {}
 
 func (x *RemixListingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[56]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3564,7 @@ func (x *RemixListingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemixListingRequest.ProtoReflect.Descriptor instead.
 func (*RemixListingRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{56}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemixListingRequest) GetListingId() string {
@@ -3178,7 +3590,7 @@ type RemixListingResponse struct {
 
 func (x *RemixListingResponse) Reset() {
 	*x = RemixListingResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[57]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3602,7 @@ func (x *RemixListingResponse) String() string {
 func (*RemixListingResponse) ProtoMessage() {}
 
 func (x *RemixListingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[57]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3615,7 @@ func (x *RemixListingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemixListingResponse.ProtoReflect.Descriptor instead.
 func (*RemixListingResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{57}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemixListingResponse) GetApp() *App {
@@ -3222,7 +3634,7 @@ type GetServableAppRequest struct {
 
 func (x *GetServableAppRequest) Reset() {
 	*x = GetServableAppRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[58]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3646,7 @@ func (x *GetServableAppRequest) String() string {
 func (*GetServableAppRequest) ProtoMessage() {}
 
 func (x *GetServableAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[58]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3659,7 @@ func (x *GetServableAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServableAppRequest.ProtoReflect.Descriptor instead.
 func (*GetServableAppRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{58}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetServableAppRequest) GetAppId() string {
@@ -3257,11 +3669,14 @@ func (x *GetServableAppRequest) GetAppId() string {
 	return ""
 }
 
+// GetServableAppResponse: NOT_FOUND for an unknown app and for an app whose owner is
+// disabled (deletion pending).
 type GetServableAppResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	OwnerId    string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	Visibility Visibility             `protobuf:"varint,2,opt,name=visibility,proto3,enum=forge.apps.v1.Visibility" json:"visibility,omitempty"`
-	Version    int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// version is the current version; 0 (and no files) before the first.
+	Version int32 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// files of the served version, with content.
 	Files         []*File `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3270,7 +3685,7 @@ type GetServableAppResponse struct {
 
 func (x *GetServableAppResponse) Reset() {
 	*x = GetServableAppResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[59]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3697,7 @@ func (x *GetServableAppResponse) String() string {
 func (*GetServableAppResponse) ProtoMessage() {}
 
 func (x *GetServableAppResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[59]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3710,7 @@ func (x *GetServableAppResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServableAppResponse.ProtoReflect.Descriptor instead.
 func (*GetServableAppResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{59}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetServableAppResponse) GetOwnerId() string {
@@ -3336,7 +3751,7 @@ type CheckViewerRequest struct {
 
 func (x *CheckViewerRequest) Reset() {
 	*x = CheckViewerRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[60]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3348,7 +3763,7 @@ func (x *CheckViewerRequest) String() string {
 func (*CheckViewerRequest) ProtoMessage() {}
 
 func (x *CheckViewerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[60]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3361,7 +3776,7 @@ func (x *CheckViewerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckViewerRequest.ProtoReflect.Descriptor instead.
 func (*CheckViewerRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{60}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CheckViewerRequest) GetAppId() string {
@@ -3378,16 +3793,19 @@ func (x *CheckViewerRequest) GetViewerOwnerId() string {
 	return ""
 }
 
+// CheckViewerResponse: NOT_FOUND unless the viewer owns the app or collaborates on it (and
+// the owner is not disabled).
 type CheckViewerResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Role          Role                   `protobuf:"varint,1,opt,name=role,proto3,enum=forge.apps.v1.Role" json:"role,omitempty"`
+	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckViewerResponse) Reset() {
 	*x = CheckViewerResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[61]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3817,7 @@ func (x *CheckViewerResponse) String() string {
 func (*CheckViewerResponse) ProtoMessage() {}
 
 func (x *CheckViewerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[61]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3830,7 @@ func (x *CheckViewerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckViewerResponse.ProtoReflect.Descriptor instead.
 func (*CheckViewerResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{61}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CheckViewerResponse) GetRole() Role {
@@ -3420,6 +3838,13 @@ func (x *CheckViewerResponse) GetRole() Role {
 		return x.Role
 	}
 	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *CheckViewerResponse) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
 }
 
 type CheckShareTokenRequest struct {
@@ -3432,7 +3857,7 @@ type CheckShareTokenRequest struct {
 
 func (x *CheckShareTokenRequest) Reset() {
 	*x = CheckShareTokenRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[62]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3869,7 @@ func (x *CheckShareTokenRequest) String() string {
 func (*CheckShareTokenRequest) ProtoMessage() {}
 
 func (x *CheckShareTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[62]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3882,7 @@ func (x *CheckShareTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShareTokenRequest.ProtoReflect.Descriptor instead.
 func (*CheckShareTokenRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{62}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CheckShareTokenRequest) GetAppId() string {
@@ -3474,16 +3899,19 @@ func (x *CheckShareTokenRequest) GetToken() string {
 	return ""
 }
 
+// CheckShareTokenResponse: NOT_FOUND for a token that is unknown, for another app, expired or
+// revoked, for an app no longer link-shared or public, and for a disabled owner.
 type CheckShareTokenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckShareTokenResponse) Reset() {
 	*x = CheckShareTokenResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[63]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3495,7 +3923,7 @@ func (x *CheckShareTokenResponse) String() string {
 func (*CheckShareTokenResponse) ProtoMessage() {}
 
 func (x *CheckShareTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[63]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3508,7 +3936,7 @@ func (x *CheckShareTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckShareTokenResponse.ProtoReflect.Descriptor instead.
 func (*CheckShareTokenResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{63}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CheckShareTokenResponse) GetExpireTime() *timestamppb.Timestamp {
@@ -3516,6 +3944,13 @@ func (x *CheckShareTokenResponse) GetExpireTime() *timestamppb.Timestamp {
 		return x.ExpireTime
 	}
 	return nil
+}
+
+func (x *CheckShareTokenResponse) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
 }
 
 type ExportOwnerRequest struct {
@@ -3527,7 +3962,7 @@ type ExportOwnerRequest struct {
 
 func (x *ExportOwnerRequest) Reset() {
 	*x = ExportOwnerRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[64]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3539,7 +3974,7 @@ func (x *ExportOwnerRequest) String() string {
 func (*ExportOwnerRequest) ProtoMessage() {}
 
 func (x *ExportOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[64]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3552,7 +3987,7 @@ func (x *ExportOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportOwnerRequest.ProtoReflect.Descriptor instead.
 func (*ExportOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{64}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ExportOwnerRequest) GetOwnerId() string {
@@ -3579,7 +4014,7 @@ type ExportOwnerResponse struct {
 
 func (x *ExportOwnerResponse) Reset() {
 	*x = ExportOwnerResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[65]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +4026,7 @@ func (x *ExportOwnerResponse) String() string {
 func (*ExportOwnerResponse) ProtoMessage() {}
 
 func (x *ExportOwnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[65]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +4039,7 @@ func (x *ExportOwnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportOwnerResponse.ProtoReflect.Descriptor instead.
 func (*ExportOwnerResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{65}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExportOwnerResponse) GetItem() isExportOwnerResponse_Item {
@@ -3688,7 +4123,7 @@ type ExportedPrompt struct {
 
 func (x *ExportedPrompt) Reset() {
 	*x = ExportedPrompt{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[66]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +4135,7 @@ func (x *ExportedPrompt) String() string {
 func (*ExportedPrompt) ProtoMessage() {}
 
 func (x *ExportedPrompt) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[66]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +4148,7 @@ func (x *ExportedPrompt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedPrompt.ProtoReflect.Descriptor instead.
 func (*ExportedPrompt) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{66}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ExportedPrompt) GetAppId() string {
@@ -3741,7 +4176,7 @@ type ExportedReference struct {
 
 func (x *ExportedReference) Reset() {
 	*x = ExportedReference{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[67]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3753,7 +4188,7 @@ func (x *ExportedReference) String() string {
 func (*ExportedReference) ProtoMessage() {}
 
 func (x *ExportedReference) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[67]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3766,7 +4201,7 @@ func (x *ExportedReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedReference.ProtoReflect.Descriptor instead.
 func (*ExportedReference) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{67}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExportedReference) GetAppId() string {
@@ -3801,7 +4236,7 @@ type ExportedFile struct {
 
 func (x *ExportedFile) Reset() {
 	*x = ExportedFile{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[68]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +4248,7 @@ func (x *ExportedFile) String() string {
 func (*ExportedFile) ProtoMessage() {}
 
 func (x *ExportedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[68]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +4261,7 @@ func (x *ExportedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedFile.ProtoReflect.Descriptor instead.
 func (*ExportedFile) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{68}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExportedFile) GetAppId() string {
@@ -3859,7 +4294,7 @@ type DisableOwnerRequest struct {
 
 func (x *DisableOwnerRequest) Reset() {
 	*x = DisableOwnerRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[69]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +4306,7 @@ func (x *DisableOwnerRequest) String() string {
 func (*DisableOwnerRequest) ProtoMessage() {}
 
 func (x *DisableOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[69]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +4319,7 @@ func (x *DisableOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableOwnerRequest.ProtoReflect.Descriptor instead.
 func (*DisableOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{69}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DisableOwnerRequest) GetOwnerId() string {
@@ -3904,7 +4339,7 @@ type DisableOwnerResponse struct {
 
 func (x *DisableOwnerResponse) Reset() {
 	*x = DisableOwnerResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[70]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3916,7 +4351,7 @@ func (x *DisableOwnerResponse) String() string {
 func (*DisableOwnerResponse) ProtoMessage() {}
 
 func (x *DisableOwnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[70]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3929,7 +4364,7 @@ func (x *DisableOwnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableOwnerResponse.ProtoReflect.Descriptor instead.
 func (*DisableOwnerResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{70}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DisableOwnerResponse) GetListingsRemoved() int32 {
@@ -3946,17 +4381,98 @@ func (x *DisableOwnerResponse) GetLinksRevoked() int32 {
 	return 0
 }
 
-type PurgeOwnerRequest struct {
+type RestoreOwnerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OwnerId       string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	BatchSize     int32                  `protobuf:"varint,2,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreOwnerRequest) Reset() {
+	*x = RestoreOwnerRequest{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreOwnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreOwnerRequest) ProtoMessage() {}
+
+func (x *RestoreOwnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreOwnerRequest.ProtoReflect.Descriptor instead.
+func (*RestoreOwnerRequest) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *RestoreOwnerRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+type RestoreOwnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreOwnerResponse) Reset() {
+	*x = RestoreOwnerResponse{}
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreOwnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreOwnerResponse) ProtoMessage() {}
+
+func (x *RestoreOwnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreOwnerResponse.ProtoReflect.Descriptor instead.
+func (*RestoreOwnerResponse) Descriptor() ([]byte, []int) {
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{77}
+}
+
+type PurgeOwnerRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// batch_size bounds the rows and objects deleted by this call; 0 means 1000.
+	BatchSize     int32 `protobuf:"varint,2,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PurgeOwnerRequest) Reset() {
 	*x = PurgeOwnerRequest{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[71]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4484,7 @@ func (x *PurgeOwnerRequest) String() string {
 func (*PurgeOwnerRequest) ProtoMessage() {}
 
 func (x *PurgeOwnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[71]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4497,7 @@ func (x *PurgeOwnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeOwnerRequest.ProtoReflect.Descriptor instead.
 func (*PurgeOwnerRequest) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{71}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PurgeOwnerRequest) GetOwnerId() string {
@@ -4009,7 +4525,7 @@ type PurgeOwnerResponse struct {
 
 func (x *PurgeOwnerResponse) Reset() {
 	*x = PurgeOwnerResponse{}
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[72]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4021,7 +4537,7 @@ func (x *PurgeOwnerResponse) String() string {
 func (*PurgeOwnerResponse) ProtoMessage() {}
 
 func (x *PurgeOwnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_apps_v1_apps_proto_msgTypes[72]
+	mi := &file_forge_apps_v1_apps_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4034,7 +4550,7 @@ func (x *PurgeOwnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeOwnerResponse.ProtoReflect.Descriptor instead.
 func (*PurgeOwnerResponse) Descriptor() ([]byte, []int) {
-	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{72}
+	return file_forge_apps_v1_apps_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *PurgeOwnerResponse) GetRowsDeleted() int64 {
@@ -4085,11 +4601,12 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\rGetAppRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"6\n" +
 	"\x0eGetAppResponse\x12$\n" +
-	"\x03app\x18\x01 \x01(\v2\x12.forge.apps.v1.AppR\x03app\"b\n" +
+	"\x03app\x18\x01 \x01(\v2\x12.forge.apps.v1.AppR\x03app\"z\n" +
 	"\x0fListAppsRequest\x12&\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"b\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12\x16\n" +
+	"\x06shared\x18\x03 \x01(\bR\x06shared\"b\n" +
 	"\x10ListAppsResponse\x12&\n" +
 	"\x04apps\x18\x01 \x03(\v2\x12.forge.apps.v1.AppR\x04apps\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe6\x01\n" +
@@ -4106,18 +4623,27 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\x03app\x18\x01 \x01(\v2\x12.forge.apps.v1.AppR\x03app\"3\n" +
 	"\x10DeleteAppRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"\x13\n" +
-	"\x11DeleteAppResponse\"\xfa\x01\n" +
+	"\x11DeleteAppResponse\"\x92\x02\n" +
 	"\x06Prompt\x12\x1b\n" +
 	"\tprompt_id\x18\x01 \x01(\tR\bpromptId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12.\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x1a.forge.apps.v1.Prompt.KindR\x04kind\x12\x12\n" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"@\n" +
+	"createTime\x12\x16\n" +
+	"\x06author\x18\x06 \x01(\tR\x06author\"@\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vKIND_PROMPT\x10\x01\x12\x11\n" +
-	"\rKIND_RESPONSE\x10\x02\"\x90\x01\n" +
+	"\rKIND_RESPONSE\x10\x02\"\x81\x02\n" +
+	"\n" +
+	"PromptRead\x12\x17\n" +
+	"\aread_id\x18\x01 \x01(\tR\x06readId\x12:\n" +
+	"\apurpose\x18\x02 \x01(\x0e2 .forge.apps.v1.PromptReadPurposeR\apurpose\x12&\n" +
+	"\x0freader_owner_id\x18\x03 \x01(\tR\rreaderOwnerId\x12\x1a\n" +
+	"\bworkload\x18\x04 \x01(\tR\bworkload\x12!\n" +
+	"\fprompt_count\x18\x05 \x01(\x05R\vpromptCount\x127\n" +
+	"\tread_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\"\x90\x01\n" +
 	"\x10AddPromptRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12:\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.forge.apps.v1.Prompt.KindB\n" +
@@ -4133,6 +4659,14 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"n\n" +
 	"\x13ListPromptsResponse\x12/\n" +
 	"\aprompts\x18\x01 \x03(\v2\x15.forge.apps.v1.PromptR\aprompts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
+	"\x16ListPromptReadsRequest\x12\x1f\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12&\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"r\n" +
+	"\x17ListPromptReadsResponse\x12/\n" +
+	"\x05reads\x18\x01 \x03(\v2\x19.forge.apps.v1.PromptReadR\x05reads\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe1\x01\n" +
 	"\tReference\x12!\n" +
 	"\freference_id\x18\x01 \x01(\tR\vreferenceId\x12\x1a\n" +
@@ -4142,13 +4676,12 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12\x16\n" +
 	"\x06sha256\x18\x05 \x01(\tR\x06sha256\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xb7\x01\n" +
+	"createTime\"\xcb\x01\n" +
 	"\x16UploadReferenceRequest\x12\x1f\n" +
-	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12&\n" +
-	"\bfilename\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\bfilename\x12,\n" +
+	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12:\n" +
+	"\bfilename\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xff\x012\x12^[^/\\\\\\x00-\\x1f]+$R\bfilename\x12,\n" +
 	"\fcontent_type\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\vcontentType\x12&\n" +
-	"\acontent\x18\x04 \x01(\fB\f\xbaH\tz\a\x10\x01\x18\x80\x80\x80\x05R\acontent\"Q\n" +
+	"\acontent\x18\x04 \x01(\fB\f\xbaH\tz\a\x10\x01\x18\x80\x80\x80\x02R\acontent\"Q\n" +
 	"\x17UploadReferenceResponse\x126\n" +
 	"\treference\x18\x01 \x01(\v2\x18.forge.apps.v1.ReferenceR\treference\"8\n" +
 	"\x15ListReferencesRequest\x12\x1f\n" +
@@ -4166,12 +4699,14 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\x16DeleteReferenceRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12+\n" +
 	"\freference_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\vreferenceId\"\x19\n" +
-	"\x17DeleteReferenceResponse\"\x9e\x01\n" +
+	"\x17DeleteReferenceResponse\"\xbd\x01\n" +
 	"\x04File\x12D\n" +
 	"\x04path\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x042$^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$R\x04path\x12*\n" +
 	"\fcontent_type\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18dR\vcontentType\x12$\n" +
 	"\acontent\x18\x03 \x01(\fB\n" +
-	"\xbaH\az\x05\x18\x80\x80\xc0\x02R\acontent\"\xa3\x01\n" +
+	"\xbaH\az\x05\x18\x80\x80\x80\x02R\acontent\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\"\xa3\x01\n" +
 	"\aVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x05R\aversion\x12)\n" +
 	"\x05files\x18\x02 \x03(\v2\x13.forge.apps.v1.FileR\x05files\x12;\n" +
@@ -4236,14 +4771,15 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\x19RemoveCollaboratorRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x121\n" +
 	"\x0fcollaborator_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0ecollaboratorId\"\x1c\n" +
-	"\x1aRemoveCollaboratorResponse\"\xc8\x01\n" +
+	"\x1aRemoveCollaboratorResponse\"\xda\x01\n" +
 	"\aListing\x12\x1d\n" +
 	"\n" +
 	"listing_id\x18\x01 \x01(\tR\tlistingId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12=\n" +
 	"\fpublish_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12)\n" +
-	"\x05files\x18\x05 \x03(\v2\x13.forge.apps.v1.FileR\x05files\"4\n" +
+	"\x05files\x18\x05 \x03(\v2\x13.forge.apps.v1.FileR\x05files\x12\x10\n" +
+	"\x03url\x18\x06 \x01(\tR\x03url\"4\n" +
 	"\x11PublishAppRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\"F\n" +
 	"\x12PublishAppResponse\x120\n" +
@@ -4262,7 +4798,14 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\n" +
 	"listing_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tlistingId\"F\n" +
 	"\x12GetListingResponse\x120\n" +
-	"\alisting\x18\x01 \x01(\v2\x16.forge.apps.v1.ListingR\alisting\"[\n" +
+	"\alisting\x18\x01 \x01(\v2\x16.forge.apps.v1.ListingR\alisting\"`\n" +
+	"\x15GetListingFileRequest\x12'\n" +
+	"\n" +
+	"listing_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tlistingId\x12\x1e\n" +
+	"\x04path\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\x04path\"A\n" +
+	"\x16GetListingFileResponse\x12'\n" +
+	"\x04file\x18\x01 \x01(\v2\x13.forge.apps.v1.FileR\x04file\"[\n" +
 	"\x13RemixListingRequest\x12'\n" +
 	"\n" +
 	"listing_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\tlistingId\x12\x1b\n" +
@@ -4280,16 +4823,18 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\x05files\x18\x04 \x03(\v2\x13.forge.apps.v1.FileR\x05files\"g\n" +
 	"\x12CheckViewerRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x120\n" +
-	"\x0fviewer_owner_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\rviewerOwnerId\">\n" +
+	"\x0fviewer_owner_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\rviewerOwnerId\"Y\n" +
 	"\x13CheckViewerResponse\x12'\n" +
-	"\x04role\x18\x01 \x01(\x0e2\x13.forge.apps.v1.RoleR\x04role\"[\n" +
+	"\x04role\x18\x01 \x01(\x0e2\x13.forge.apps.v1.RoleR\x04role\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\"[\n" +
 	"\x16CheckShareTokenRequest\x12\x1f\n" +
 	"\x06app_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05appId\x12 \n" +
 	"\x05token\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05token\"V\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05token\"q\n" +
 	"\x17CheckShareTokenResponse\x12;\n" +
 	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"9\n" +
+	"expireTime\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\tR\aownerId\"9\n" +
 	"\x12ExportOwnerRequest\x12#\n" +
 	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"\xf3\x01\n" +
 	"\x13ExportOwnerResponse\x12&\n" +
@@ -4313,7 +4858,10 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"f\n" +
 	"\x14DisableOwnerResponse\x12)\n" +
 	"\x10listings_removed\x18\x01 \x01(\x05R\x0flistingsRemoved\x12#\n" +
-	"\rlinks_revoked\x18\x02 \x01(\x05R\flinksRevoked\"c\n" +
+	"\rlinks_revoked\x18\x02 \x01(\x05R\flinksRevoked\":\n" +
+	"\x13RestoreOwnerRequest\x12#\n" +
+	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"\x16\n" +
+	"\x14RestoreOwnerResponse\"c\n" +
 	"\x11PurgeOwnerRequest\x12#\n" +
 	"\bowner_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\x12)\n" +
 	"\n" +
@@ -4334,7 +4882,13 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_OWNER\x10\x01\x12\x0f\n" +
 	"\vROLE_EDITOR\x10\x02\x12\x0f\n" +
-	"\vROLE_VIEWER\x10\x032\x8b\x04\n" +
+	"\vROLE_VIEWER\x10\x03*\xc6\x01\n" +
+	"\x11PromptReadPurpose\x12#\n" +
+	"\x1fPROMPT_READ_PURPOSE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1ePROMPT_READ_PURPOSE_OWNER_VIEW\x10\x01\x12)\n" +
+	"%PROMPT_READ_PURPOSE_COLLABORATOR_VIEW\x10\x02\x12\x1d\n" +
+	"\x19PROMPT_READ_PURPOSE_BUILD\x10\x03\x12\x1e\n" +
+	"\x1aPROMPT_READ_PURPOSE_EXPORT\x10\x042\x8b\x04\n" +
 	"\n" +
 	"AppService\x12c\n" +
 	"\tCreateApp\x12\x1f.forge.apps.v1.CreateAppRequest\x1a .forge.apps.v1.CreateAppResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/apps\x12`\n" +
@@ -4342,10 +4896,11 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\bListApps\x12\x1e.forge.apps.v1.ListAppsRequest\x1a\x1f.forge.apps.v1.ListAppsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/apps\x12l\n" +
 	"\tUpdateApp\x12\x1f.forge.apps.v1.UpdateAppRequest\x1a .forge.apps.v1.UpdateAppResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*2\x11/v1/apps/{app_id}\x12i\n" +
-	"\tDeleteApp\x12\x1f.forge.apps.v1.DeleteAppRequest\x1a .forge.apps.v1.DeleteAppResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/apps/{app_id}2\xfe\x01\n" +
+	"\tDeleteApp\x12\x1f.forge.apps.v1.DeleteAppRequest\x1a .forge.apps.v1.DeleteAppResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/apps/{app_id}2\x89\x03\n" +
 	"\rPromptService\x12t\n" +
 	"\tAddPrompt\x12\x1f.forge.apps.v1.AddPromptRequest\x1a .forge.apps.v1.AddPromptResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/apps/{app_id}/prompts\x12w\n" +
-	"\vListPrompts\x12!.forge.apps.v1.ListPromptsRequest\x1a\".forge.apps.v1.ListPromptsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/apps/{app_id}/prompts2\xcb\x04\n" +
+	"\vListPrompts\x12!.forge.apps.v1.ListPromptsRequest\x1a\".forge.apps.v1.ListPromptsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/apps/{app_id}/prompts\x12\x88\x01\n" +
+	"\x0fListPromptReads\x12%.forge.apps.v1.ListPromptReadsRequest\x1a&.forge.apps.v1.ListPromptReadsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/apps/{app_id}/prompt-reads2\xcb\x04\n" +
 	"\x10ReferenceService\x12\x89\x01\n" +
 	"\x0fUploadReference\x12%.forge.apps.v1.UploadReferenceRequest\x1a&.forge.apps.v1.UploadReferenceResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/apps/{app_id}/references\x12\x83\x01\n" +
 	"\x0eListReferences\x12$.forge.apps.v1.ListReferencesRequest\x1a%.forge.apps.v1.ListReferencesResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/apps/{app_id}/references\x12\x8c\x01\n" +
@@ -4361,21 +4916,23 @@ const file_forge_apps_v1_apps_proto_rawDesc = "" +
 	"\x0fRevokeShareLink\x12%.forge.apps.v1.RevokeShareLinkRequest\x1a&.forge.apps.v1.RevokeShareLinkResponse\"/\x82\xd3\xe4\x93\x02)*'/v1/apps/{app_id}/share-links/{link_id}\x12\x8c\x01\n" +
 	"\x0fAddCollaborator\x12%.forge.apps.v1.AddCollaboratorRequest\x1a&.forge.apps.v1.AddCollaboratorResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/apps/{app_id}/collaborators\x12\x8f\x01\n" +
 	"\x11ListCollaborators\x12'.forge.apps.v1.ListCollaboratorsRequest\x1a(.forge.apps.v1.ListCollaboratorsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/apps/{app_id}/collaborators\x12\xa4\x01\n" +
-	"\x12RemoveCollaborator\x12(.forge.apps.v1.RemoveCollaboratorRequest\x1a).forge.apps.v1.RemoveCollaboratorResponse\"9\x82\xd3\xe4\x93\x023*1/v1/apps/{app_id}/collaborators/{collaborator_id}2\xf6\x04\n" +
+	"\x12RemoveCollaborator\x12(.forge.apps.v1.RemoveCollaboratorRequest\x1a).forge.apps.v1.RemoveCollaboratorResponse\"9\x82\xd3\xe4\x93\x023*1/v1/apps/{app_id}/collaborators/{collaborator_id}2\x89\x06\n" +
 	"\x0fDiscoverService\x12w\n" +
 	"\n" +
 	"PublishApp\x12 .forge.apps.v1.PublishAppRequest\x1a!.forge.apps.v1.PublishAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/apps/{app_id}:publish\x12\x7f\n" +
 	"\fUnpublishApp\x12\".forge.apps.v1.UnpublishAppRequest\x1a#.forge.apps.v1.UnpublishAppResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/apps/{app_id}:unpublish\x12m\n" +
 	"\fListListings\x12\".forge.apps.v1.ListListingsRequest\x1a#.forge.apps.v1.ListListingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/discover\x12t\n" +
 	"\n" +
-	"GetListing\x12 .forge.apps.v1.GetListingRequest\x1a!.forge.apps.v1.GetListingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/discover/{listing_id}\x12\x83\x01\n" +
-	"\fRemixListing\x12\".forge.apps.v1.RemixListingRequest\x1a#.forge.apps.v1.RemixListingResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/discover/{listing_id}:remix2\xb0\x04\n" +
+	"GetListing\x12 .forge.apps.v1.GetListingRequest\x1a!.forge.apps.v1.GetListingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/discover/{listing_id}\x12\x90\x01\n" +
+	"\x0eGetListingFile\x12$.forge.apps.v1.GetListingFileRequest\x1a%.forge.apps.v1.GetListingFileResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/discover/{listing_id}/files/{path=**}\x12\x83\x01\n" +
+	"\fRemixListing\x12\".forge.apps.v1.RemixListingRequest\x1a#.forge.apps.v1.RemixListingResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/discover/{listing_id}:remix2\x89\x05\n" +
 	"\x13AppsInternalService\x12]\n" +
 	"\x0eGetServableApp\x12$.forge.apps.v1.GetServableAppRequest\x1a%.forge.apps.v1.GetServableAppResponse\x12T\n" +
 	"\vCheckViewer\x12!.forge.apps.v1.CheckViewerRequest\x1a\".forge.apps.v1.CheckViewerResponse\x12`\n" +
 	"\x0fCheckShareToken\x12%.forge.apps.v1.CheckShareTokenRequest\x1a&.forge.apps.v1.CheckShareTokenResponse\x12V\n" +
 	"\vExportOwner\x12!.forge.apps.v1.ExportOwnerRequest\x1a\".forge.apps.v1.ExportOwnerResponse0\x01\x12W\n" +
-	"\fDisableOwner\x12\".forge.apps.v1.DisableOwnerRequest\x1a#.forge.apps.v1.DisableOwnerResponse\x12Q\n" +
+	"\fDisableOwner\x12\".forge.apps.v1.DisableOwnerRequest\x1a#.forge.apps.v1.DisableOwnerResponse\x12W\n" +
+	"\fRestoreOwner\x12\".forge.apps.v1.RestoreOwnerRequest\x1a#.forge.apps.v1.RestoreOwnerResponse\x12Q\n" +
 	"\n" +
 	"PurgeOwner\x12 .forge.apps.v1.PurgeOwnerRequest\x1a!.forge.apps.v1.PurgeOwnerResponseB\xb0\x01\n" +
 	"\x11com.forge.apps.v1B\tAppsProtoP\x01Z:github.com/forgeapps/backbone/pkg/gen/forge/apps/v1;appsv1\xa2\x02\x03FAX\xaa\x02\rForge.Apps.V1\xca\x02\rForge\\Apps\\V1\xe2\x02\x19Forge\\Apps\\V1\\GPBMetadata\xea\x02\x0fForge::Apps::V1b\x06proto3"
@@ -4392,205 +4949,223 @@ func file_forge_apps_v1_apps_proto_rawDescGZIP() []byte {
 	return file_forge_apps_v1_apps_proto_rawDescData
 }
 
-var file_forge_apps_v1_apps_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_forge_apps_v1_apps_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_forge_apps_v1_apps_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_forge_apps_v1_apps_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_forge_apps_v1_apps_proto_goTypes = []any{
 	(Visibility)(0),                    // 0: forge.apps.v1.Visibility
 	(Role)(0),                          // 1: forge.apps.v1.Role
-	(Prompt_Kind)(0),                   // 2: forge.apps.v1.Prompt.Kind
-	(*App)(nil),                        // 3: forge.apps.v1.App
-	(*CreateAppRequest)(nil),           // 4: forge.apps.v1.CreateAppRequest
-	(*CreateAppResponse)(nil),          // 5: forge.apps.v1.CreateAppResponse
-	(*GetAppRequest)(nil),              // 6: forge.apps.v1.GetAppRequest
-	(*GetAppResponse)(nil),             // 7: forge.apps.v1.GetAppResponse
-	(*ListAppsRequest)(nil),            // 8: forge.apps.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),           // 9: forge.apps.v1.ListAppsResponse
-	(*UpdateAppRequest)(nil),           // 10: forge.apps.v1.UpdateAppRequest
-	(*UpdateAppResponse)(nil),          // 11: forge.apps.v1.UpdateAppResponse
-	(*DeleteAppRequest)(nil),           // 12: forge.apps.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),          // 13: forge.apps.v1.DeleteAppResponse
-	(*Prompt)(nil),                     // 14: forge.apps.v1.Prompt
-	(*AddPromptRequest)(nil),           // 15: forge.apps.v1.AddPromptRequest
-	(*AddPromptResponse)(nil),          // 16: forge.apps.v1.AddPromptResponse
-	(*ListPromptsRequest)(nil),         // 17: forge.apps.v1.ListPromptsRequest
-	(*ListPromptsResponse)(nil),        // 18: forge.apps.v1.ListPromptsResponse
-	(*Reference)(nil),                  // 19: forge.apps.v1.Reference
-	(*UploadReferenceRequest)(nil),     // 20: forge.apps.v1.UploadReferenceRequest
-	(*UploadReferenceResponse)(nil),    // 21: forge.apps.v1.UploadReferenceResponse
-	(*ListReferencesRequest)(nil),      // 22: forge.apps.v1.ListReferencesRequest
-	(*ListReferencesResponse)(nil),     // 23: forge.apps.v1.ListReferencesResponse
-	(*GetReferenceRequest)(nil),        // 24: forge.apps.v1.GetReferenceRequest
-	(*GetReferenceResponse)(nil),       // 25: forge.apps.v1.GetReferenceResponse
-	(*DeleteReferenceRequest)(nil),     // 26: forge.apps.v1.DeleteReferenceRequest
-	(*DeleteReferenceResponse)(nil),    // 27: forge.apps.v1.DeleteReferenceResponse
-	(*File)(nil),                       // 28: forge.apps.v1.File
-	(*Version)(nil),                    // 29: forge.apps.v1.Version
-	(*CreateVersionRequest)(nil),       // 30: forge.apps.v1.CreateVersionRequest
-	(*CreateVersionResponse)(nil),      // 31: forge.apps.v1.CreateVersionResponse
-	(*ListVersionsRequest)(nil),        // 32: forge.apps.v1.ListVersionsRequest
-	(*ListVersionsResponse)(nil),       // 33: forge.apps.v1.ListVersionsResponse
-	(*GetVersionFileRequest)(nil),      // 34: forge.apps.v1.GetVersionFileRequest
-	(*GetVersionFileResponse)(nil),     // 35: forge.apps.v1.GetVersionFileResponse
-	(*ShareLink)(nil),                  // 36: forge.apps.v1.ShareLink
-	(*Collaborator)(nil),               // 37: forge.apps.v1.Collaborator
-	(*CreateShareLinkRequest)(nil),     // 38: forge.apps.v1.CreateShareLinkRequest
-	(*CreateShareLinkResponse)(nil),    // 39: forge.apps.v1.CreateShareLinkResponse
-	(*ListShareLinksRequest)(nil),      // 40: forge.apps.v1.ListShareLinksRequest
-	(*ListShareLinksResponse)(nil),     // 41: forge.apps.v1.ListShareLinksResponse
-	(*RevokeShareLinkRequest)(nil),     // 42: forge.apps.v1.RevokeShareLinkRequest
-	(*RevokeShareLinkResponse)(nil),    // 43: forge.apps.v1.RevokeShareLinkResponse
-	(*AddCollaboratorRequest)(nil),     // 44: forge.apps.v1.AddCollaboratorRequest
-	(*AddCollaboratorResponse)(nil),    // 45: forge.apps.v1.AddCollaboratorResponse
-	(*ListCollaboratorsRequest)(nil),   // 46: forge.apps.v1.ListCollaboratorsRequest
-	(*ListCollaboratorsResponse)(nil),  // 47: forge.apps.v1.ListCollaboratorsResponse
-	(*RemoveCollaboratorRequest)(nil),  // 48: forge.apps.v1.RemoveCollaboratorRequest
-	(*RemoveCollaboratorResponse)(nil), // 49: forge.apps.v1.RemoveCollaboratorResponse
-	(*Listing)(nil),                    // 50: forge.apps.v1.Listing
-	(*PublishAppRequest)(nil),          // 51: forge.apps.v1.PublishAppRequest
-	(*PublishAppResponse)(nil),         // 52: forge.apps.v1.PublishAppResponse
-	(*UnpublishAppRequest)(nil),        // 53: forge.apps.v1.UnpublishAppRequest
-	(*UnpublishAppResponse)(nil),       // 54: forge.apps.v1.UnpublishAppResponse
-	(*ListListingsRequest)(nil),        // 55: forge.apps.v1.ListListingsRequest
-	(*ListListingsResponse)(nil),       // 56: forge.apps.v1.ListListingsResponse
-	(*GetListingRequest)(nil),          // 57: forge.apps.v1.GetListingRequest
-	(*GetListingResponse)(nil),         // 58: forge.apps.v1.GetListingResponse
-	(*RemixListingRequest)(nil),        // 59: forge.apps.v1.RemixListingRequest
-	(*RemixListingResponse)(nil),       // 60: forge.apps.v1.RemixListingResponse
-	(*GetServableAppRequest)(nil),      // 61: forge.apps.v1.GetServableAppRequest
-	(*GetServableAppResponse)(nil),     // 62: forge.apps.v1.GetServableAppResponse
-	(*CheckViewerRequest)(nil),         // 63: forge.apps.v1.CheckViewerRequest
-	(*CheckViewerResponse)(nil),        // 64: forge.apps.v1.CheckViewerResponse
-	(*CheckShareTokenRequest)(nil),     // 65: forge.apps.v1.CheckShareTokenRequest
-	(*CheckShareTokenResponse)(nil),    // 66: forge.apps.v1.CheckShareTokenResponse
-	(*ExportOwnerRequest)(nil),         // 67: forge.apps.v1.ExportOwnerRequest
-	(*ExportOwnerResponse)(nil),        // 68: forge.apps.v1.ExportOwnerResponse
-	(*ExportedPrompt)(nil),             // 69: forge.apps.v1.ExportedPrompt
-	(*ExportedReference)(nil),          // 70: forge.apps.v1.ExportedReference
-	(*ExportedFile)(nil),               // 71: forge.apps.v1.ExportedFile
-	(*DisableOwnerRequest)(nil),        // 72: forge.apps.v1.DisableOwnerRequest
-	(*DisableOwnerResponse)(nil),       // 73: forge.apps.v1.DisableOwnerResponse
-	(*PurgeOwnerRequest)(nil),          // 74: forge.apps.v1.PurgeOwnerRequest
-	(*PurgeOwnerResponse)(nil),         // 75: forge.apps.v1.PurgeOwnerResponse
-	(*timestamppb.Timestamp)(nil),      // 76: google.protobuf.Timestamp
+	(PromptReadPurpose)(0),             // 2: forge.apps.v1.PromptReadPurpose
+	(Prompt_Kind)(0),                   // 3: forge.apps.v1.Prompt.Kind
+	(*App)(nil),                        // 4: forge.apps.v1.App
+	(*CreateAppRequest)(nil),           // 5: forge.apps.v1.CreateAppRequest
+	(*CreateAppResponse)(nil),          // 6: forge.apps.v1.CreateAppResponse
+	(*GetAppRequest)(nil),              // 7: forge.apps.v1.GetAppRequest
+	(*GetAppResponse)(nil),             // 8: forge.apps.v1.GetAppResponse
+	(*ListAppsRequest)(nil),            // 9: forge.apps.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),           // 10: forge.apps.v1.ListAppsResponse
+	(*UpdateAppRequest)(nil),           // 11: forge.apps.v1.UpdateAppRequest
+	(*UpdateAppResponse)(nil),          // 12: forge.apps.v1.UpdateAppResponse
+	(*DeleteAppRequest)(nil),           // 13: forge.apps.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),          // 14: forge.apps.v1.DeleteAppResponse
+	(*Prompt)(nil),                     // 15: forge.apps.v1.Prompt
+	(*PromptRead)(nil),                 // 16: forge.apps.v1.PromptRead
+	(*AddPromptRequest)(nil),           // 17: forge.apps.v1.AddPromptRequest
+	(*AddPromptResponse)(nil),          // 18: forge.apps.v1.AddPromptResponse
+	(*ListPromptsRequest)(nil),         // 19: forge.apps.v1.ListPromptsRequest
+	(*ListPromptsResponse)(nil),        // 20: forge.apps.v1.ListPromptsResponse
+	(*ListPromptReadsRequest)(nil),     // 21: forge.apps.v1.ListPromptReadsRequest
+	(*ListPromptReadsResponse)(nil),    // 22: forge.apps.v1.ListPromptReadsResponse
+	(*Reference)(nil),                  // 23: forge.apps.v1.Reference
+	(*UploadReferenceRequest)(nil),     // 24: forge.apps.v1.UploadReferenceRequest
+	(*UploadReferenceResponse)(nil),    // 25: forge.apps.v1.UploadReferenceResponse
+	(*ListReferencesRequest)(nil),      // 26: forge.apps.v1.ListReferencesRequest
+	(*ListReferencesResponse)(nil),     // 27: forge.apps.v1.ListReferencesResponse
+	(*GetReferenceRequest)(nil),        // 28: forge.apps.v1.GetReferenceRequest
+	(*GetReferenceResponse)(nil),       // 29: forge.apps.v1.GetReferenceResponse
+	(*DeleteReferenceRequest)(nil),     // 30: forge.apps.v1.DeleteReferenceRequest
+	(*DeleteReferenceResponse)(nil),    // 31: forge.apps.v1.DeleteReferenceResponse
+	(*File)(nil),                       // 32: forge.apps.v1.File
+	(*Version)(nil),                    // 33: forge.apps.v1.Version
+	(*CreateVersionRequest)(nil),       // 34: forge.apps.v1.CreateVersionRequest
+	(*CreateVersionResponse)(nil),      // 35: forge.apps.v1.CreateVersionResponse
+	(*ListVersionsRequest)(nil),        // 36: forge.apps.v1.ListVersionsRequest
+	(*ListVersionsResponse)(nil),       // 37: forge.apps.v1.ListVersionsResponse
+	(*GetVersionFileRequest)(nil),      // 38: forge.apps.v1.GetVersionFileRequest
+	(*GetVersionFileResponse)(nil),     // 39: forge.apps.v1.GetVersionFileResponse
+	(*ShareLink)(nil),                  // 40: forge.apps.v1.ShareLink
+	(*Collaborator)(nil),               // 41: forge.apps.v1.Collaborator
+	(*CreateShareLinkRequest)(nil),     // 42: forge.apps.v1.CreateShareLinkRequest
+	(*CreateShareLinkResponse)(nil),    // 43: forge.apps.v1.CreateShareLinkResponse
+	(*ListShareLinksRequest)(nil),      // 44: forge.apps.v1.ListShareLinksRequest
+	(*ListShareLinksResponse)(nil),     // 45: forge.apps.v1.ListShareLinksResponse
+	(*RevokeShareLinkRequest)(nil),     // 46: forge.apps.v1.RevokeShareLinkRequest
+	(*RevokeShareLinkResponse)(nil),    // 47: forge.apps.v1.RevokeShareLinkResponse
+	(*AddCollaboratorRequest)(nil),     // 48: forge.apps.v1.AddCollaboratorRequest
+	(*AddCollaboratorResponse)(nil),    // 49: forge.apps.v1.AddCollaboratorResponse
+	(*ListCollaboratorsRequest)(nil),   // 50: forge.apps.v1.ListCollaboratorsRequest
+	(*ListCollaboratorsResponse)(nil),  // 51: forge.apps.v1.ListCollaboratorsResponse
+	(*RemoveCollaboratorRequest)(nil),  // 52: forge.apps.v1.RemoveCollaboratorRequest
+	(*RemoveCollaboratorResponse)(nil), // 53: forge.apps.v1.RemoveCollaboratorResponse
+	(*Listing)(nil),                    // 54: forge.apps.v1.Listing
+	(*PublishAppRequest)(nil),          // 55: forge.apps.v1.PublishAppRequest
+	(*PublishAppResponse)(nil),         // 56: forge.apps.v1.PublishAppResponse
+	(*UnpublishAppRequest)(nil),        // 57: forge.apps.v1.UnpublishAppRequest
+	(*UnpublishAppResponse)(nil),       // 58: forge.apps.v1.UnpublishAppResponse
+	(*ListListingsRequest)(nil),        // 59: forge.apps.v1.ListListingsRequest
+	(*ListListingsResponse)(nil),       // 60: forge.apps.v1.ListListingsResponse
+	(*GetListingRequest)(nil),          // 61: forge.apps.v1.GetListingRequest
+	(*GetListingResponse)(nil),         // 62: forge.apps.v1.GetListingResponse
+	(*GetListingFileRequest)(nil),      // 63: forge.apps.v1.GetListingFileRequest
+	(*GetListingFileResponse)(nil),     // 64: forge.apps.v1.GetListingFileResponse
+	(*RemixListingRequest)(nil),        // 65: forge.apps.v1.RemixListingRequest
+	(*RemixListingResponse)(nil),       // 66: forge.apps.v1.RemixListingResponse
+	(*GetServableAppRequest)(nil),      // 67: forge.apps.v1.GetServableAppRequest
+	(*GetServableAppResponse)(nil),     // 68: forge.apps.v1.GetServableAppResponse
+	(*CheckViewerRequest)(nil),         // 69: forge.apps.v1.CheckViewerRequest
+	(*CheckViewerResponse)(nil),        // 70: forge.apps.v1.CheckViewerResponse
+	(*CheckShareTokenRequest)(nil),     // 71: forge.apps.v1.CheckShareTokenRequest
+	(*CheckShareTokenResponse)(nil),    // 72: forge.apps.v1.CheckShareTokenResponse
+	(*ExportOwnerRequest)(nil),         // 73: forge.apps.v1.ExportOwnerRequest
+	(*ExportOwnerResponse)(nil),        // 74: forge.apps.v1.ExportOwnerResponse
+	(*ExportedPrompt)(nil),             // 75: forge.apps.v1.ExportedPrompt
+	(*ExportedReference)(nil),          // 76: forge.apps.v1.ExportedReference
+	(*ExportedFile)(nil),               // 77: forge.apps.v1.ExportedFile
+	(*DisableOwnerRequest)(nil),        // 78: forge.apps.v1.DisableOwnerRequest
+	(*DisableOwnerResponse)(nil),       // 79: forge.apps.v1.DisableOwnerResponse
+	(*RestoreOwnerRequest)(nil),        // 80: forge.apps.v1.RestoreOwnerRequest
+	(*RestoreOwnerResponse)(nil),       // 81: forge.apps.v1.RestoreOwnerResponse
+	(*PurgeOwnerRequest)(nil),          // 82: forge.apps.v1.PurgeOwnerRequest
+	(*PurgeOwnerResponse)(nil),         // 83: forge.apps.v1.PurgeOwnerResponse
+	(*timestamppb.Timestamp)(nil),      // 84: google.protobuf.Timestamp
 }
 var file_forge_apps_v1_apps_proto_depIdxs = []int32{
 	0,  // 0: forge.apps.v1.App.visibility:type_name -> forge.apps.v1.Visibility
-	76, // 1: forge.apps.v1.App.create_time:type_name -> google.protobuf.Timestamp
-	76, // 2: forge.apps.v1.App.update_time:type_name -> google.protobuf.Timestamp
+	84, // 1: forge.apps.v1.App.create_time:type_name -> google.protobuf.Timestamp
+	84, // 2: forge.apps.v1.App.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: forge.apps.v1.App.role:type_name -> forge.apps.v1.Role
-	3,  // 4: forge.apps.v1.CreateAppResponse.app:type_name -> forge.apps.v1.App
-	3,  // 5: forge.apps.v1.GetAppResponse.app:type_name -> forge.apps.v1.App
-	3,  // 6: forge.apps.v1.ListAppsResponse.apps:type_name -> forge.apps.v1.App
+	4,  // 4: forge.apps.v1.CreateAppResponse.app:type_name -> forge.apps.v1.App
+	4,  // 5: forge.apps.v1.GetAppResponse.app:type_name -> forge.apps.v1.App
+	4,  // 6: forge.apps.v1.ListAppsResponse.apps:type_name -> forge.apps.v1.App
 	0,  // 7: forge.apps.v1.UpdateAppRequest.visibility:type_name -> forge.apps.v1.Visibility
-	3,  // 8: forge.apps.v1.UpdateAppResponse.app:type_name -> forge.apps.v1.App
-	2,  // 9: forge.apps.v1.Prompt.kind:type_name -> forge.apps.v1.Prompt.Kind
-	76, // 10: forge.apps.v1.Prompt.create_time:type_name -> google.protobuf.Timestamp
-	2,  // 11: forge.apps.v1.AddPromptRequest.kind:type_name -> forge.apps.v1.Prompt.Kind
-	14, // 12: forge.apps.v1.AddPromptResponse.prompt:type_name -> forge.apps.v1.Prompt
-	14, // 13: forge.apps.v1.ListPromptsResponse.prompts:type_name -> forge.apps.v1.Prompt
-	76, // 14: forge.apps.v1.Reference.create_time:type_name -> google.protobuf.Timestamp
-	19, // 15: forge.apps.v1.UploadReferenceResponse.reference:type_name -> forge.apps.v1.Reference
-	19, // 16: forge.apps.v1.ListReferencesResponse.references:type_name -> forge.apps.v1.Reference
-	19, // 17: forge.apps.v1.GetReferenceResponse.reference:type_name -> forge.apps.v1.Reference
-	28, // 18: forge.apps.v1.Version.files:type_name -> forge.apps.v1.File
-	76, // 19: forge.apps.v1.Version.create_time:type_name -> google.protobuf.Timestamp
-	28, // 20: forge.apps.v1.CreateVersionRequest.files:type_name -> forge.apps.v1.File
-	29, // 21: forge.apps.v1.CreateVersionResponse.version:type_name -> forge.apps.v1.Version
-	29, // 22: forge.apps.v1.ListVersionsResponse.versions:type_name -> forge.apps.v1.Version
-	28, // 23: forge.apps.v1.GetVersionFileResponse.file:type_name -> forge.apps.v1.File
-	76, // 24: forge.apps.v1.ShareLink.create_time:type_name -> google.protobuf.Timestamp
-	76, // 25: forge.apps.v1.ShareLink.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 26: forge.apps.v1.Collaborator.role:type_name -> forge.apps.v1.Role
-	76, // 27: forge.apps.v1.Collaborator.create_time:type_name -> google.protobuf.Timestamp
-	36, // 28: forge.apps.v1.CreateShareLinkResponse.link:type_name -> forge.apps.v1.ShareLink
-	36, // 29: forge.apps.v1.ListShareLinksResponse.links:type_name -> forge.apps.v1.ShareLink
-	1,  // 30: forge.apps.v1.AddCollaboratorRequest.role:type_name -> forge.apps.v1.Role
-	37, // 31: forge.apps.v1.AddCollaboratorResponse.collaborator:type_name -> forge.apps.v1.Collaborator
-	37, // 32: forge.apps.v1.ListCollaboratorsResponse.collaborators:type_name -> forge.apps.v1.Collaborator
-	76, // 33: forge.apps.v1.Listing.publish_time:type_name -> google.protobuf.Timestamp
-	28, // 34: forge.apps.v1.Listing.files:type_name -> forge.apps.v1.File
-	50, // 35: forge.apps.v1.PublishAppResponse.listing:type_name -> forge.apps.v1.Listing
-	50, // 36: forge.apps.v1.ListListingsResponse.listings:type_name -> forge.apps.v1.Listing
-	50, // 37: forge.apps.v1.GetListingResponse.listing:type_name -> forge.apps.v1.Listing
-	3,  // 38: forge.apps.v1.RemixListingResponse.app:type_name -> forge.apps.v1.App
-	0,  // 39: forge.apps.v1.GetServableAppResponse.visibility:type_name -> forge.apps.v1.Visibility
-	28, // 40: forge.apps.v1.GetServableAppResponse.files:type_name -> forge.apps.v1.File
-	1,  // 41: forge.apps.v1.CheckViewerResponse.role:type_name -> forge.apps.v1.Role
-	76, // 42: forge.apps.v1.CheckShareTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 43: forge.apps.v1.ExportOwnerResponse.app:type_name -> forge.apps.v1.App
-	69, // 44: forge.apps.v1.ExportOwnerResponse.prompt:type_name -> forge.apps.v1.ExportedPrompt
-	70, // 45: forge.apps.v1.ExportOwnerResponse.reference:type_name -> forge.apps.v1.ExportedReference
-	71, // 46: forge.apps.v1.ExportOwnerResponse.file:type_name -> forge.apps.v1.ExportedFile
-	14, // 47: forge.apps.v1.ExportedPrompt.prompt:type_name -> forge.apps.v1.Prompt
-	19, // 48: forge.apps.v1.ExportedReference.reference:type_name -> forge.apps.v1.Reference
-	28, // 49: forge.apps.v1.ExportedFile.file:type_name -> forge.apps.v1.File
-	4,  // 50: forge.apps.v1.AppService.CreateApp:input_type -> forge.apps.v1.CreateAppRequest
-	6,  // 51: forge.apps.v1.AppService.GetApp:input_type -> forge.apps.v1.GetAppRequest
-	8,  // 52: forge.apps.v1.AppService.ListApps:input_type -> forge.apps.v1.ListAppsRequest
-	10, // 53: forge.apps.v1.AppService.UpdateApp:input_type -> forge.apps.v1.UpdateAppRequest
-	12, // 54: forge.apps.v1.AppService.DeleteApp:input_type -> forge.apps.v1.DeleteAppRequest
-	15, // 55: forge.apps.v1.PromptService.AddPrompt:input_type -> forge.apps.v1.AddPromptRequest
-	17, // 56: forge.apps.v1.PromptService.ListPrompts:input_type -> forge.apps.v1.ListPromptsRequest
-	20, // 57: forge.apps.v1.ReferenceService.UploadReference:input_type -> forge.apps.v1.UploadReferenceRequest
-	22, // 58: forge.apps.v1.ReferenceService.ListReferences:input_type -> forge.apps.v1.ListReferencesRequest
-	24, // 59: forge.apps.v1.ReferenceService.GetReference:input_type -> forge.apps.v1.GetReferenceRequest
-	26, // 60: forge.apps.v1.ReferenceService.DeleteReference:input_type -> forge.apps.v1.DeleteReferenceRequest
-	30, // 61: forge.apps.v1.VersionService.CreateVersion:input_type -> forge.apps.v1.CreateVersionRequest
-	32, // 62: forge.apps.v1.VersionService.ListVersions:input_type -> forge.apps.v1.ListVersionsRequest
-	34, // 63: forge.apps.v1.VersionService.GetVersionFile:input_type -> forge.apps.v1.GetVersionFileRequest
-	38, // 64: forge.apps.v1.SharingService.CreateShareLink:input_type -> forge.apps.v1.CreateShareLinkRequest
-	40, // 65: forge.apps.v1.SharingService.ListShareLinks:input_type -> forge.apps.v1.ListShareLinksRequest
-	42, // 66: forge.apps.v1.SharingService.RevokeShareLink:input_type -> forge.apps.v1.RevokeShareLinkRequest
-	44, // 67: forge.apps.v1.SharingService.AddCollaborator:input_type -> forge.apps.v1.AddCollaboratorRequest
-	46, // 68: forge.apps.v1.SharingService.ListCollaborators:input_type -> forge.apps.v1.ListCollaboratorsRequest
-	48, // 69: forge.apps.v1.SharingService.RemoveCollaborator:input_type -> forge.apps.v1.RemoveCollaboratorRequest
-	51, // 70: forge.apps.v1.DiscoverService.PublishApp:input_type -> forge.apps.v1.PublishAppRequest
-	53, // 71: forge.apps.v1.DiscoverService.UnpublishApp:input_type -> forge.apps.v1.UnpublishAppRequest
-	55, // 72: forge.apps.v1.DiscoverService.ListListings:input_type -> forge.apps.v1.ListListingsRequest
-	57, // 73: forge.apps.v1.DiscoverService.GetListing:input_type -> forge.apps.v1.GetListingRequest
-	59, // 74: forge.apps.v1.DiscoverService.RemixListing:input_type -> forge.apps.v1.RemixListingRequest
-	61, // 75: forge.apps.v1.AppsInternalService.GetServableApp:input_type -> forge.apps.v1.GetServableAppRequest
-	63, // 76: forge.apps.v1.AppsInternalService.CheckViewer:input_type -> forge.apps.v1.CheckViewerRequest
-	65, // 77: forge.apps.v1.AppsInternalService.CheckShareToken:input_type -> forge.apps.v1.CheckShareTokenRequest
-	67, // 78: forge.apps.v1.AppsInternalService.ExportOwner:input_type -> forge.apps.v1.ExportOwnerRequest
-	72, // 79: forge.apps.v1.AppsInternalService.DisableOwner:input_type -> forge.apps.v1.DisableOwnerRequest
-	74, // 80: forge.apps.v1.AppsInternalService.PurgeOwner:input_type -> forge.apps.v1.PurgeOwnerRequest
-	5,  // 81: forge.apps.v1.AppService.CreateApp:output_type -> forge.apps.v1.CreateAppResponse
-	7,  // 82: forge.apps.v1.AppService.GetApp:output_type -> forge.apps.v1.GetAppResponse
-	9,  // 83: forge.apps.v1.AppService.ListApps:output_type -> forge.apps.v1.ListAppsResponse
-	11, // 84: forge.apps.v1.AppService.UpdateApp:output_type -> forge.apps.v1.UpdateAppResponse
-	13, // 85: forge.apps.v1.AppService.DeleteApp:output_type -> forge.apps.v1.DeleteAppResponse
-	16, // 86: forge.apps.v1.PromptService.AddPrompt:output_type -> forge.apps.v1.AddPromptResponse
-	18, // 87: forge.apps.v1.PromptService.ListPrompts:output_type -> forge.apps.v1.ListPromptsResponse
-	21, // 88: forge.apps.v1.ReferenceService.UploadReference:output_type -> forge.apps.v1.UploadReferenceResponse
-	23, // 89: forge.apps.v1.ReferenceService.ListReferences:output_type -> forge.apps.v1.ListReferencesResponse
-	25, // 90: forge.apps.v1.ReferenceService.GetReference:output_type -> forge.apps.v1.GetReferenceResponse
-	27, // 91: forge.apps.v1.ReferenceService.DeleteReference:output_type -> forge.apps.v1.DeleteReferenceResponse
-	31, // 92: forge.apps.v1.VersionService.CreateVersion:output_type -> forge.apps.v1.CreateVersionResponse
-	33, // 93: forge.apps.v1.VersionService.ListVersions:output_type -> forge.apps.v1.ListVersionsResponse
-	35, // 94: forge.apps.v1.VersionService.GetVersionFile:output_type -> forge.apps.v1.GetVersionFileResponse
-	39, // 95: forge.apps.v1.SharingService.CreateShareLink:output_type -> forge.apps.v1.CreateShareLinkResponse
-	41, // 96: forge.apps.v1.SharingService.ListShareLinks:output_type -> forge.apps.v1.ListShareLinksResponse
-	43, // 97: forge.apps.v1.SharingService.RevokeShareLink:output_type -> forge.apps.v1.RevokeShareLinkResponse
-	45, // 98: forge.apps.v1.SharingService.AddCollaborator:output_type -> forge.apps.v1.AddCollaboratorResponse
-	47, // 99: forge.apps.v1.SharingService.ListCollaborators:output_type -> forge.apps.v1.ListCollaboratorsResponse
-	49, // 100: forge.apps.v1.SharingService.RemoveCollaborator:output_type -> forge.apps.v1.RemoveCollaboratorResponse
-	52, // 101: forge.apps.v1.DiscoverService.PublishApp:output_type -> forge.apps.v1.PublishAppResponse
-	54, // 102: forge.apps.v1.DiscoverService.UnpublishApp:output_type -> forge.apps.v1.UnpublishAppResponse
-	56, // 103: forge.apps.v1.DiscoverService.ListListings:output_type -> forge.apps.v1.ListListingsResponse
-	58, // 104: forge.apps.v1.DiscoverService.GetListing:output_type -> forge.apps.v1.GetListingResponse
-	60, // 105: forge.apps.v1.DiscoverService.RemixListing:output_type -> forge.apps.v1.RemixListingResponse
-	62, // 106: forge.apps.v1.AppsInternalService.GetServableApp:output_type -> forge.apps.v1.GetServableAppResponse
-	64, // 107: forge.apps.v1.AppsInternalService.CheckViewer:output_type -> forge.apps.v1.CheckViewerResponse
-	66, // 108: forge.apps.v1.AppsInternalService.CheckShareToken:output_type -> forge.apps.v1.CheckShareTokenResponse
-	68, // 109: forge.apps.v1.AppsInternalService.ExportOwner:output_type -> forge.apps.v1.ExportOwnerResponse
-	73, // 110: forge.apps.v1.AppsInternalService.DisableOwner:output_type -> forge.apps.v1.DisableOwnerResponse
-	75, // 111: forge.apps.v1.AppsInternalService.PurgeOwner:output_type -> forge.apps.v1.PurgeOwnerResponse
-	81, // [81:112] is the sub-list for method output_type
-	50, // [50:81] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	4,  // 8: forge.apps.v1.UpdateAppResponse.app:type_name -> forge.apps.v1.App
+	3,  // 9: forge.apps.v1.Prompt.kind:type_name -> forge.apps.v1.Prompt.Kind
+	84, // 10: forge.apps.v1.Prompt.create_time:type_name -> google.protobuf.Timestamp
+	2,  // 11: forge.apps.v1.PromptRead.purpose:type_name -> forge.apps.v1.PromptReadPurpose
+	84, // 12: forge.apps.v1.PromptRead.read_time:type_name -> google.protobuf.Timestamp
+	3,  // 13: forge.apps.v1.AddPromptRequest.kind:type_name -> forge.apps.v1.Prompt.Kind
+	15, // 14: forge.apps.v1.AddPromptResponse.prompt:type_name -> forge.apps.v1.Prompt
+	15, // 15: forge.apps.v1.ListPromptsResponse.prompts:type_name -> forge.apps.v1.Prompt
+	16, // 16: forge.apps.v1.ListPromptReadsResponse.reads:type_name -> forge.apps.v1.PromptRead
+	84, // 17: forge.apps.v1.Reference.create_time:type_name -> google.protobuf.Timestamp
+	23, // 18: forge.apps.v1.UploadReferenceResponse.reference:type_name -> forge.apps.v1.Reference
+	23, // 19: forge.apps.v1.ListReferencesResponse.references:type_name -> forge.apps.v1.Reference
+	23, // 20: forge.apps.v1.GetReferenceResponse.reference:type_name -> forge.apps.v1.Reference
+	32, // 21: forge.apps.v1.Version.files:type_name -> forge.apps.v1.File
+	84, // 22: forge.apps.v1.Version.create_time:type_name -> google.protobuf.Timestamp
+	32, // 23: forge.apps.v1.CreateVersionRequest.files:type_name -> forge.apps.v1.File
+	33, // 24: forge.apps.v1.CreateVersionResponse.version:type_name -> forge.apps.v1.Version
+	33, // 25: forge.apps.v1.ListVersionsResponse.versions:type_name -> forge.apps.v1.Version
+	32, // 26: forge.apps.v1.GetVersionFileResponse.file:type_name -> forge.apps.v1.File
+	84, // 27: forge.apps.v1.ShareLink.create_time:type_name -> google.protobuf.Timestamp
+	84, // 28: forge.apps.v1.ShareLink.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 29: forge.apps.v1.Collaborator.role:type_name -> forge.apps.v1.Role
+	84, // 30: forge.apps.v1.Collaborator.create_time:type_name -> google.protobuf.Timestamp
+	40, // 31: forge.apps.v1.CreateShareLinkResponse.link:type_name -> forge.apps.v1.ShareLink
+	40, // 32: forge.apps.v1.ListShareLinksResponse.links:type_name -> forge.apps.v1.ShareLink
+	1,  // 33: forge.apps.v1.AddCollaboratorRequest.role:type_name -> forge.apps.v1.Role
+	41, // 34: forge.apps.v1.AddCollaboratorResponse.collaborator:type_name -> forge.apps.v1.Collaborator
+	41, // 35: forge.apps.v1.ListCollaboratorsResponse.collaborators:type_name -> forge.apps.v1.Collaborator
+	84, // 36: forge.apps.v1.Listing.publish_time:type_name -> google.protobuf.Timestamp
+	32, // 37: forge.apps.v1.Listing.files:type_name -> forge.apps.v1.File
+	54, // 38: forge.apps.v1.PublishAppResponse.listing:type_name -> forge.apps.v1.Listing
+	54, // 39: forge.apps.v1.ListListingsResponse.listings:type_name -> forge.apps.v1.Listing
+	54, // 40: forge.apps.v1.GetListingResponse.listing:type_name -> forge.apps.v1.Listing
+	32, // 41: forge.apps.v1.GetListingFileResponse.file:type_name -> forge.apps.v1.File
+	4,  // 42: forge.apps.v1.RemixListingResponse.app:type_name -> forge.apps.v1.App
+	0,  // 43: forge.apps.v1.GetServableAppResponse.visibility:type_name -> forge.apps.v1.Visibility
+	32, // 44: forge.apps.v1.GetServableAppResponse.files:type_name -> forge.apps.v1.File
+	1,  // 45: forge.apps.v1.CheckViewerResponse.role:type_name -> forge.apps.v1.Role
+	84, // 46: forge.apps.v1.CheckShareTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 47: forge.apps.v1.ExportOwnerResponse.app:type_name -> forge.apps.v1.App
+	75, // 48: forge.apps.v1.ExportOwnerResponse.prompt:type_name -> forge.apps.v1.ExportedPrompt
+	76, // 49: forge.apps.v1.ExportOwnerResponse.reference:type_name -> forge.apps.v1.ExportedReference
+	77, // 50: forge.apps.v1.ExportOwnerResponse.file:type_name -> forge.apps.v1.ExportedFile
+	15, // 51: forge.apps.v1.ExportedPrompt.prompt:type_name -> forge.apps.v1.Prompt
+	23, // 52: forge.apps.v1.ExportedReference.reference:type_name -> forge.apps.v1.Reference
+	32, // 53: forge.apps.v1.ExportedFile.file:type_name -> forge.apps.v1.File
+	5,  // 54: forge.apps.v1.AppService.CreateApp:input_type -> forge.apps.v1.CreateAppRequest
+	7,  // 55: forge.apps.v1.AppService.GetApp:input_type -> forge.apps.v1.GetAppRequest
+	9,  // 56: forge.apps.v1.AppService.ListApps:input_type -> forge.apps.v1.ListAppsRequest
+	11, // 57: forge.apps.v1.AppService.UpdateApp:input_type -> forge.apps.v1.UpdateAppRequest
+	13, // 58: forge.apps.v1.AppService.DeleteApp:input_type -> forge.apps.v1.DeleteAppRequest
+	17, // 59: forge.apps.v1.PromptService.AddPrompt:input_type -> forge.apps.v1.AddPromptRequest
+	19, // 60: forge.apps.v1.PromptService.ListPrompts:input_type -> forge.apps.v1.ListPromptsRequest
+	21, // 61: forge.apps.v1.PromptService.ListPromptReads:input_type -> forge.apps.v1.ListPromptReadsRequest
+	24, // 62: forge.apps.v1.ReferenceService.UploadReference:input_type -> forge.apps.v1.UploadReferenceRequest
+	26, // 63: forge.apps.v1.ReferenceService.ListReferences:input_type -> forge.apps.v1.ListReferencesRequest
+	28, // 64: forge.apps.v1.ReferenceService.GetReference:input_type -> forge.apps.v1.GetReferenceRequest
+	30, // 65: forge.apps.v1.ReferenceService.DeleteReference:input_type -> forge.apps.v1.DeleteReferenceRequest
+	34, // 66: forge.apps.v1.VersionService.CreateVersion:input_type -> forge.apps.v1.CreateVersionRequest
+	36, // 67: forge.apps.v1.VersionService.ListVersions:input_type -> forge.apps.v1.ListVersionsRequest
+	38, // 68: forge.apps.v1.VersionService.GetVersionFile:input_type -> forge.apps.v1.GetVersionFileRequest
+	42, // 69: forge.apps.v1.SharingService.CreateShareLink:input_type -> forge.apps.v1.CreateShareLinkRequest
+	44, // 70: forge.apps.v1.SharingService.ListShareLinks:input_type -> forge.apps.v1.ListShareLinksRequest
+	46, // 71: forge.apps.v1.SharingService.RevokeShareLink:input_type -> forge.apps.v1.RevokeShareLinkRequest
+	48, // 72: forge.apps.v1.SharingService.AddCollaborator:input_type -> forge.apps.v1.AddCollaboratorRequest
+	50, // 73: forge.apps.v1.SharingService.ListCollaborators:input_type -> forge.apps.v1.ListCollaboratorsRequest
+	52, // 74: forge.apps.v1.SharingService.RemoveCollaborator:input_type -> forge.apps.v1.RemoveCollaboratorRequest
+	55, // 75: forge.apps.v1.DiscoverService.PublishApp:input_type -> forge.apps.v1.PublishAppRequest
+	57, // 76: forge.apps.v1.DiscoverService.UnpublishApp:input_type -> forge.apps.v1.UnpublishAppRequest
+	59, // 77: forge.apps.v1.DiscoverService.ListListings:input_type -> forge.apps.v1.ListListingsRequest
+	61, // 78: forge.apps.v1.DiscoverService.GetListing:input_type -> forge.apps.v1.GetListingRequest
+	63, // 79: forge.apps.v1.DiscoverService.GetListingFile:input_type -> forge.apps.v1.GetListingFileRequest
+	65, // 80: forge.apps.v1.DiscoverService.RemixListing:input_type -> forge.apps.v1.RemixListingRequest
+	67, // 81: forge.apps.v1.AppsInternalService.GetServableApp:input_type -> forge.apps.v1.GetServableAppRequest
+	69, // 82: forge.apps.v1.AppsInternalService.CheckViewer:input_type -> forge.apps.v1.CheckViewerRequest
+	71, // 83: forge.apps.v1.AppsInternalService.CheckShareToken:input_type -> forge.apps.v1.CheckShareTokenRequest
+	73, // 84: forge.apps.v1.AppsInternalService.ExportOwner:input_type -> forge.apps.v1.ExportOwnerRequest
+	78, // 85: forge.apps.v1.AppsInternalService.DisableOwner:input_type -> forge.apps.v1.DisableOwnerRequest
+	80, // 86: forge.apps.v1.AppsInternalService.RestoreOwner:input_type -> forge.apps.v1.RestoreOwnerRequest
+	82, // 87: forge.apps.v1.AppsInternalService.PurgeOwner:input_type -> forge.apps.v1.PurgeOwnerRequest
+	6,  // 88: forge.apps.v1.AppService.CreateApp:output_type -> forge.apps.v1.CreateAppResponse
+	8,  // 89: forge.apps.v1.AppService.GetApp:output_type -> forge.apps.v1.GetAppResponse
+	10, // 90: forge.apps.v1.AppService.ListApps:output_type -> forge.apps.v1.ListAppsResponse
+	12, // 91: forge.apps.v1.AppService.UpdateApp:output_type -> forge.apps.v1.UpdateAppResponse
+	14, // 92: forge.apps.v1.AppService.DeleteApp:output_type -> forge.apps.v1.DeleteAppResponse
+	18, // 93: forge.apps.v1.PromptService.AddPrompt:output_type -> forge.apps.v1.AddPromptResponse
+	20, // 94: forge.apps.v1.PromptService.ListPrompts:output_type -> forge.apps.v1.ListPromptsResponse
+	22, // 95: forge.apps.v1.PromptService.ListPromptReads:output_type -> forge.apps.v1.ListPromptReadsResponse
+	25, // 96: forge.apps.v1.ReferenceService.UploadReference:output_type -> forge.apps.v1.UploadReferenceResponse
+	27, // 97: forge.apps.v1.ReferenceService.ListReferences:output_type -> forge.apps.v1.ListReferencesResponse
+	29, // 98: forge.apps.v1.ReferenceService.GetReference:output_type -> forge.apps.v1.GetReferenceResponse
+	31, // 99: forge.apps.v1.ReferenceService.DeleteReference:output_type -> forge.apps.v1.DeleteReferenceResponse
+	35, // 100: forge.apps.v1.VersionService.CreateVersion:output_type -> forge.apps.v1.CreateVersionResponse
+	37, // 101: forge.apps.v1.VersionService.ListVersions:output_type -> forge.apps.v1.ListVersionsResponse
+	39, // 102: forge.apps.v1.VersionService.GetVersionFile:output_type -> forge.apps.v1.GetVersionFileResponse
+	43, // 103: forge.apps.v1.SharingService.CreateShareLink:output_type -> forge.apps.v1.CreateShareLinkResponse
+	45, // 104: forge.apps.v1.SharingService.ListShareLinks:output_type -> forge.apps.v1.ListShareLinksResponse
+	47, // 105: forge.apps.v1.SharingService.RevokeShareLink:output_type -> forge.apps.v1.RevokeShareLinkResponse
+	49, // 106: forge.apps.v1.SharingService.AddCollaborator:output_type -> forge.apps.v1.AddCollaboratorResponse
+	51, // 107: forge.apps.v1.SharingService.ListCollaborators:output_type -> forge.apps.v1.ListCollaboratorsResponse
+	53, // 108: forge.apps.v1.SharingService.RemoveCollaborator:output_type -> forge.apps.v1.RemoveCollaboratorResponse
+	56, // 109: forge.apps.v1.DiscoverService.PublishApp:output_type -> forge.apps.v1.PublishAppResponse
+	58, // 110: forge.apps.v1.DiscoverService.UnpublishApp:output_type -> forge.apps.v1.UnpublishAppResponse
+	60, // 111: forge.apps.v1.DiscoverService.ListListings:output_type -> forge.apps.v1.ListListingsResponse
+	62, // 112: forge.apps.v1.DiscoverService.GetListing:output_type -> forge.apps.v1.GetListingResponse
+	64, // 113: forge.apps.v1.DiscoverService.GetListingFile:output_type -> forge.apps.v1.GetListingFileResponse
+	66, // 114: forge.apps.v1.DiscoverService.RemixListing:output_type -> forge.apps.v1.RemixListingResponse
+	68, // 115: forge.apps.v1.AppsInternalService.GetServableApp:output_type -> forge.apps.v1.GetServableAppResponse
+	70, // 116: forge.apps.v1.AppsInternalService.CheckViewer:output_type -> forge.apps.v1.CheckViewerResponse
+	72, // 117: forge.apps.v1.AppsInternalService.CheckShareToken:output_type -> forge.apps.v1.CheckShareTokenResponse
+	74, // 118: forge.apps.v1.AppsInternalService.ExportOwner:output_type -> forge.apps.v1.ExportOwnerResponse
+	79, // 119: forge.apps.v1.AppsInternalService.DisableOwner:output_type -> forge.apps.v1.DisableOwnerResponse
+	81, // 120: forge.apps.v1.AppsInternalService.RestoreOwner:output_type -> forge.apps.v1.RestoreOwnerResponse
+	83, // 121: forge.apps.v1.AppsInternalService.PurgeOwner:output_type -> forge.apps.v1.PurgeOwnerResponse
+	88, // [88:122] is the sub-list for method output_type
+	54, // [54:88] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_forge_apps_v1_apps_proto_init() }
@@ -4599,7 +5174,7 @@ func file_forge_apps_v1_apps_proto_init() {
 		return
 	}
 	file_forge_apps_v1_apps_proto_msgTypes[7].OneofWrappers = []any{}
-	file_forge_apps_v1_apps_proto_msgTypes[65].OneofWrappers = []any{
+	file_forge_apps_v1_apps_proto_msgTypes[70].OneofWrappers = []any{
 		(*ExportOwnerResponse_App)(nil),
 		(*ExportOwnerResponse_Prompt)(nil),
 		(*ExportOwnerResponse_Reference)(nil),
@@ -4610,8 +5185,8 @@ func file_forge_apps_v1_apps_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_forge_apps_v1_apps_proto_rawDesc), len(file_forge_apps_v1_apps_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   73,
+			NumEnums:      4,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   7,
 		},

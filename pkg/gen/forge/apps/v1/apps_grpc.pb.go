@@ -279,18 +279,23 @@ var AppService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PromptService_AddPrompt_FullMethodName   = "/forge.apps.v1.PromptService/AddPrompt"
-	PromptService_ListPrompts_FullMethodName = "/forge.apps.v1.PromptService/ListPrompts"
+	PromptService_AddPrompt_FullMethodName       = "/forge.apps.v1.PromptService/AddPrompt"
+	PromptService_ListPrompts_FullMethodName     = "/forge.apps.v1.PromptService/ListPrompts"
+	PromptService_ListPromptReads_FullMethodName = "/forge.apps.v1.PromptService/ListPromptReads"
 )
 
 // PromptServiceClient is the client API for PromptService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PromptService holds the conversations. Every read of prompt text is audited.
+// PromptService holds the conversations. Every read of prompt text is audited. People add
+// KIND_PROMPT entries (owner, editors); the builder workload adds KIND_RESPONSE entries.
 type PromptServiceClient interface {
 	AddPrompt(ctx context.Context, in *AddPromptRequest, opts ...grpc.CallOption) (*AddPromptResponse, error)
 	ListPrompts(ctx context.Context, in *ListPromptsRequest, opts ...grpc.CallOption) (*ListPromptsResponse, error)
+	// ListPromptReads pages through the audit of reads of an app's prompts, newest first
+	// (owner only).
+	ListPromptReads(ctx context.Context, in *ListPromptReadsRequest, opts ...grpc.CallOption) (*ListPromptReadsResponse, error)
 }
 
 type promptServiceClient struct {
@@ -321,14 +326,28 @@ func (c *promptServiceClient) ListPrompts(ctx context.Context, in *ListPromptsRe
 	return out, nil
 }
 
+func (c *promptServiceClient) ListPromptReads(ctx context.Context, in *ListPromptReadsRequest, opts ...grpc.CallOption) (*ListPromptReadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPromptReadsResponse)
+	err := c.cc.Invoke(ctx, PromptService_ListPromptReads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PromptServiceServer is the server API for PromptService service.
 // All implementations must embed UnimplementedPromptServiceServer
 // for forward compatibility.
 //
-// PromptService holds the conversations. Every read of prompt text is audited.
+// PromptService holds the conversations. Every read of prompt text is audited. People add
+// KIND_PROMPT entries (owner, editors); the builder workload adds KIND_RESPONSE entries.
 type PromptServiceServer interface {
 	AddPrompt(context.Context, *AddPromptRequest) (*AddPromptResponse, error)
 	ListPrompts(context.Context, *ListPromptsRequest) (*ListPromptsResponse, error)
+	// ListPromptReads pages through the audit of reads of an app's prompts, newest first
+	// (owner only).
+	ListPromptReads(context.Context, *ListPromptReadsRequest) (*ListPromptReadsResponse, error)
 	mustEmbedUnimplementedPromptServiceServer()
 }
 
@@ -344,6 +363,9 @@ func (UnimplementedPromptServiceServer) AddPrompt(context.Context, *AddPromptReq
 }
 func (UnimplementedPromptServiceServer) ListPrompts(context.Context, *ListPromptsRequest) (*ListPromptsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPrompts not implemented")
+}
+func (UnimplementedPromptServiceServer) ListPromptReads(context.Context, *ListPromptReadsRequest) (*ListPromptReadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPromptReads not implemented")
 }
 func (UnimplementedPromptServiceServer) mustEmbedUnimplementedPromptServiceServer() {}
 func (UnimplementedPromptServiceServer) testEmbeddedByValue()                       {}
@@ -402,6 +424,24 @@ func _PromptService_ListPrompts_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PromptService_ListPromptReads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPromptReadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PromptServiceServer).ListPromptReads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PromptService_ListPromptReads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PromptServiceServer).ListPromptReads(ctx, req.(*ListPromptReadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PromptService_ServiceDesc is the grpc.ServiceDesc for PromptService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -416,6 +456,10 @@ var PromptService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPrompts",
 			Handler:    _PromptService_ListPrompts_Handler,
+		},
+		{
+			MethodName: "ListPromptReads",
+			Handler:    _PromptService_ListPromptReads_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -433,7 +477,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ReferenceService holds the files people upload for their apps (owner only).
+// ReferenceService holds the files people upload for their apps (owner only; the builder
+// workload reads them to build). Accepted types: image/png, image/jpeg, image/gif,
+// image/webp, application/pdf, text/plain, text/markdown, text/csv, application/json; the
+// content must match the declared type. At most 4 MiB per file and 50 files per app.
 type ReferenceServiceClient interface {
 	UploadReference(ctx context.Context, in *UploadReferenceRequest, opts ...grpc.CallOption) (*UploadReferenceResponse, error)
 	ListReferences(ctx context.Context, in *ListReferencesRequest, opts ...grpc.CallOption) (*ListReferencesResponse, error)
@@ -493,7 +540,10 @@ func (c *referenceServiceClient) DeleteReference(ctx context.Context, in *Delete
 // All implementations must embed UnimplementedReferenceServiceServer
 // for forward compatibility.
 //
-// ReferenceService holds the files people upload for their apps (owner only).
+// ReferenceService holds the files people upload for their apps (owner only; the builder
+// workload reads them to build). Accepted types: image/png, image/jpeg, image/gif,
+// image/webp, application/pdf, text/plain, text/markdown, text/csv, application/json; the
+// content must match the declared type. At most 4 MiB per file and 50 files per app.
 type ReferenceServiceServer interface {
 	UploadReference(context.Context, *UploadReferenceRequest) (*UploadReferenceResponse, error)
 	ListReferences(context.Context, *ListReferencesRequest) (*ListReferencesResponse, error)
@@ -652,7 +702,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// VersionService holds the generated app's files, one immutable version at a time.
+// VersionService holds the generated app's files, one immutable version at a time. The
+// owner, editors and the builder workload add versions; viewers read them.
 type VersionServiceClient interface {
 	CreateVersion(ctx context.Context, in *CreateVersionRequest, opts ...grpc.CallOption) (*CreateVersionResponse, error)
 	ListVersions(ctx context.Context, in *ListVersionsRequest, opts ...grpc.CallOption) (*ListVersionsResponse, error)
@@ -701,7 +752,8 @@ func (c *versionServiceClient) GetVersionFile(ctx context.Context, in *GetVersio
 // All implementations must embed UnimplementedVersionServiceServer
 // for forward compatibility.
 //
-// VersionService holds the generated app's files, one immutable version at a time.
+// VersionService holds the generated app's files, one immutable version at a time. The
+// owner, editors and the builder workload add versions; viewers read them.
 type VersionServiceServer interface {
 	CreateVersion(context.Context, *CreateVersionRequest) (*CreateVersionResponse, error)
 	ListVersions(context.Context, *ListVersionsRequest) (*ListVersionsResponse, error)
@@ -837,7 +889,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// SharingService manages share links and collaborators (owner only).
+// SharingService manages share links and collaborators (owner only). Collaborators are a
+// studio plan feature: AddCollaborator from another plan is FAILED_PRECONDITION. Removing a
+// collaborator or revoking a link takes effect on the next request.
 type SharingServiceClient interface {
 	CreateShareLink(ctx context.Context, in *CreateShareLinkRequest, opts ...grpc.CallOption) (*CreateShareLinkResponse, error)
 	ListShareLinks(ctx context.Context, in *ListShareLinksRequest, opts ...grpc.CallOption) (*ListShareLinksResponse, error)
@@ -919,7 +973,9 @@ func (c *sharingServiceClient) RemoveCollaborator(ctx context.Context, in *Remov
 // All implementations must embed UnimplementedSharingServiceServer
 // for forward compatibility.
 //
-// SharingService manages share links and collaborators (owner only).
+// SharingService manages share links and collaborators (owner only). Collaborators are a
+// studio plan feature: AddCollaborator from another plan is FAILED_PRECONDITION. Removing a
+// collaborator or revoking a link takes effect on the next request.
 type SharingServiceServer interface {
 	CreateShareLink(context.Context, *CreateShareLinkRequest) (*CreateShareLinkResponse, error)
 	ListShareLinks(context.Context, *ListShareLinksRequest) (*ListShareLinksResponse, error)
@@ -1121,11 +1177,12 @@ var SharingService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	DiscoverService_PublishApp_FullMethodName   = "/forge.apps.v1.DiscoverService/PublishApp"
-	DiscoverService_UnpublishApp_FullMethodName = "/forge.apps.v1.DiscoverService/UnpublishApp"
-	DiscoverService_ListListings_FullMethodName = "/forge.apps.v1.DiscoverService/ListListings"
-	DiscoverService_GetListing_FullMethodName   = "/forge.apps.v1.DiscoverService/GetListing"
-	DiscoverService_RemixListing_FullMethodName = "/forge.apps.v1.DiscoverService/RemixListing"
+	DiscoverService_PublishApp_FullMethodName     = "/forge.apps.v1.DiscoverService/PublishApp"
+	DiscoverService_UnpublishApp_FullMethodName   = "/forge.apps.v1.DiscoverService/UnpublishApp"
+	DiscoverService_ListListings_FullMethodName   = "/forge.apps.v1.DiscoverService/ListListings"
+	DiscoverService_GetListing_FullMethodName     = "/forge.apps.v1.DiscoverService/GetListing"
+	DiscoverService_GetListingFile_FullMethodName = "/forge.apps.v1.DiscoverService/GetListingFile"
+	DiscoverService_RemixListing_FullMethodName   = "/forge.apps.v1.DiscoverService/RemixListing"
 )
 
 // DiscoverServiceClient is the client API for DiscoverService service.
@@ -1133,12 +1190,16 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // DiscoverService publishes apps to Discover. Listing and viewing are open to anyone, even
-// anonymous callers; nothing else of the owner is reachable from a listing.
+// anonymous callers; nothing else of the owner is reachable from a listing. PublishApp copies
+// the current version into the listing (publish again to refresh it) and refuses a version
+// whose text files hold what looks like a provider API key.
 type DiscoverServiceClient interface {
 	PublishApp(ctx context.Context, in *PublishAppRequest, opts ...grpc.CallOption) (*PublishAppResponse, error)
 	UnpublishApp(ctx context.Context, in *UnpublishAppRequest, opts ...grpc.CallOption) (*UnpublishAppResponse, error)
 	ListListings(ctx context.Context, in *ListListingsRequest, opts ...grpc.CallOption) (*ListListingsResponse, error)
 	GetListing(ctx context.Context, in *GetListingRequest, opts ...grpc.CallOption) (*GetListingResponse, error)
+	// GetListingFile returns one file of a listing, with content.
+	GetListingFile(ctx context.Context, in *GetListingFileRequest, opts ...grpc.CallOption) (*GetListingFileResponse, error)
 	RemixListing(ctx context.Context, in *RemixListingRequest, opts ...grpc.CallOption) (*RemixListingResponse, error)
 }
 
@@ -1190,6 +1251,16 @@ func (c *discoverServiceClient) GetListing(ctx context.Context, in *GetListingRe
 	return out, nil
 }
 
+func (c *discoverServiceClient) GetListingFile(ctx context.Context, in *GetListingFileRequest, opts ...grpc.CallOption) (*GetListingFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetListingFileResponse)
+	err := c.cc.Invoke(ctx, DiscoverService_GetListingFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *discoverServiceClient) RemixListing(ctx context.Context, in *RemixListingRequest, opts ...grpc.CallOption) (*RemixListingResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RemixListingResponse)
@@ -1205,12 +1276,16 @@ func (c *discoverServiceClient) RemixListing(ctx context.Context, in *RemixListi
 // for forward compatibility.
 //
 // DiscoverService publishes apps to Discover. Listing and viewing are open to anyone, even
-// anonymous callers; nothing else of the owner is reachable from a listing.
+// anonymous callers; nothing else of the owner is reachable from a listing. PublishApp copies
+// the current version into the listing (publish again to refresh it) and refuses a version
+// whose text files hold what looks like a provider API key.
 type DiscoverServiceServer interface {
 	PublishApp(context.Context, *PublishAppRequest) (*PublishAppResponse, error)
 	UnpublishApp(context.Context, *UnpublishAppRequest) (*UnpublishAppResponse, error)
 	ListListings(context.Context, *ListListingsRequest) (*ListListingsResponse, error)
 	GetListing(context.Context, *GetListingRequest) (*GetListingResponse, error)
+	// GetListingFile returns one file of a listing, with content.
+	GetListingFile(context.Context, *GetListingFileRequest) (*GetListingFileResponse, error)
 	RemixListing(context.Context, *RemixListingRequest) (*RemixListingResponse, error)
 	mustEmbedUnimplementedDiscoverServiceServer()
 }
@@ -1233,6 +1308,9 @@ func (UnimplementedDiscoverServiceServer) ListListings(context.Context, *ListLis
 }
 func (UnimplementedDiscoverServiceServer) GetListing(context.Context, *GetListingRequest) (*GetListingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetListing not implemented")
+}
+func (UnimplementedDiscoverServiceServer) GetListingFile(context.Context, *GetListingFileRequest) (*GetListingFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetListingFile not implemented")
 }
 func (UnimplementedDiscoverServiceServer) RemixListing(context.Context, *RemixListingRequest) (*RemixListingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemixListing not implemented")
@@ -1330,6 +1408,24 @@ func _DiscoverService_GetListing_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DiscoverService_GetListingFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetListingFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DiscoverServiceServer).GetListingFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DiscoverService_GetListingFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DiscoverServiceServer).GetListingFile(ctx, req.(*GetListingFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DiscoverService_RemixListing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RemixListingRequest)
 	if err := dec(in); err != nil {
@@ -1372,6 +1468,10 @@ var DiscoverService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _DiscoverService_GetListing_Handler,
 		},
 		{
+			MethodName: "GetListingFile",
+			Handler:    _DiscoverService_GetListingFile_Handler,
+		},
+		{
 			MethodName: "RemixListing",
 			Handler:    _DiscoverService_RemixListing_Handler,
 		},
@@ -1386,6 +1486,7 @@ const (
 	AppsInternalService_CheckShareToken_FullMethodName = "/forge.apps.v1.AppsInternalService/CheckShareToken"
 	AppsInternalService_ExportOwner_FullMethodName     = "/forge.apps.v1.AppsInternalService/ExportOwner"
 	AppsInternalService_DisableOwner_FullMethodName    = "/forge.apps.v1.AppsInternalService/DisableOwner"
+	AppsInternalService_RestoreOwner_FullMethodName    = "/forge.apps.v1.AppsInternalService/RestoreOwner"
 	AppsInternalService_PurgeOwner_FullMethodName      = "/forge.apps.v1.AppsInternalService/PurgeOwner"
 )
 
@@ -1407,10 +1508,16 @@ type AppsInternalServiceClient interface {
 	// Data-lifecycle only.
 	ExportOwner(ctx context.Context, in *ExportOwnerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportOwnerResponse], error)
 	// DisableOwner removes an owner's Discover listings and share links at once (deletion
-	// requested). Data-lifecycle only.
-	DisableOwner(ctx context.Context, in *DisableOwnerRequest, opts ...grpc.CallOption) (*DisableOwnerResponse, error)
-	// PurgeOwner deletes one bounded batch of an owner's rows and objects; call until done.
+	// requested), makes the owner's apps unreachable to collaborators and the sandbox origin,
+	// and refuses new listings, links and invitations until RestoreOwner. Idempotent.
 	// Data-lifecycle only.
+	DisableOwner(ctx context.Context, in *DisableOwnerRequest, opts ...grpc.CallOption) (*DisableOwnerResponse, error)
+	// RestoreOwner undoes DisableOwner when the deletion is cancelled (collaborators regain
+	// access; removed listings and links stay removed). Idempotent. Data-lifecycle only.
+	RestoreOwner(ctx context.Context, in *RestoreOwnerRequest, opts ...grpc.CallOption) (*RestoreOwnerResponse, error)
+	// PurgeOwner deletes one bounded batch of an owner's rows and objects; call until done.
+	// Only a disabled owner is purged (FAILED_PRECONDITION otherwise); once nothing is left it
+	// answers done. Data-lifecycle only.
 	PurgeOwner(ctx context.Context, in *PurgeOwnerRequest, opts ...grpc.CallOption) (*PurgeOwnerResponse, error)
 }
 
@@ -1481,6 +1588,16 @@ func (c *appsInternalServiceClient) DisableOwner(ctx context.Context, in *Disabl
 	return out, nil
 }
 
+func (c *appsInternalServiceClient) RestoreOwner(ctx context.Context, in *RestoreOwnerRequest, opts ...grpc.CallOption) (*RestoreOwnerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestoreOwnerResponse)
+	err := c.cc.Invoke(ctx, AppsInternalService_RestoreOwner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *appsInternalServiceClient) PurgeOwner(ctx context.Context, in *PurgeOwnerRequest, opts ...grpc.CallOption) (*PurgeOwnerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PurgeOwnerResponse)
@@ -1509,10 +1626,16 @@ type AppsInternalServiceServer interface {
 	// Data-lifecycle only.
 	ExportOwner(*ExportOwnerRequest, grpc.ServerStreamingServer[ExportOwnerResponse]) error
 	// DisableOwner removes an owner's Discover listings and share links at once (deletion
-	// requested). Data-lifecycle only.
-	DisableOwner(context.Context, *DisableOwnerRequest) (*DisableOwnerResponse, error)
-	// PurgeOwner deletes one bounded batch of an owner's rows and objects; call until done.
+	// requested), makes the owner's apps unreachable to collaborators and the sandbox origin,
+	// and refuses new listings, links and invitations until RestoreOwner. Idempotent.
 	// Data-lifecycle only.
+	DisableOwner(context.Context, *DisableOwnerRequest) (*DisableOwnerResponse, error)
+	// RestoreOwner undoes DisableOwner when the deletion is cancelled (collaborators regain
+	// access; removed listings and links stay removed). Idempotent. Data-lifecycle only.
+	RestoreOwner(context.Context, *RestoreOwnerRequest) (*RestoreOwnerResponse, error)
+	// PurgeOwner deletes one bounded batch of an owner's rows and objects; call until done.
+	// Only a disabled owner is purged (FAILED_PRECONDITION otherwise); once nothing is left it
+	// answers done. Data-lifecycle only.
 	PurgeOwner(context.Context, *PurgeOwnerRequest) (*PurgeOwnerResponse, error)
 	mustEmbedUnimplementedAppsInternalServiceServer()
 }
@@ -1538,6 +1661,9 @@ func (UnimplementedAppsInternalServiceServer) ExportOwner(*ExportOwnerRequest, g
 }
 func (UnimplementedAppsInternalServiceServer) DisableOwner(context.Context, *DisableOwnerRequest) (*DisableOwnerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DisableOwner not implemented")
+}
+func (UnimplementedAppsInternalServiceServer) RestoreOwner(context.Context, *RestoreOwnerRequest) (*RestoreOwnerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RestoreOwner not implemented")
 }
 func (UnimplementedAppsInternalServiceServer) PurgeOwner(context.Context, *PurgeOwnerRequest) (*PurgeOwnerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeOwner not implemented")
@@ -1646,6 +1772,24 @@ func _AppsInternalService_DisableOwner_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AppsInternalService_RestoreOwner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreOwnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppsInternalServiceServer).RestoreOwner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppsInternalService_RestoreOwner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppsInternalServiceServer).RestoreOwner(ctx, req.(*RestoreOwnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AppsInternalService_PurgeOwner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PurgeOwnerRequest)
 	if err := dec(in); err != nil {
@@ -1686,6 +1830,10 @@ var AppsInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DisableOwner",
 			Handler:    _AppsInternalService_DisableOwner_Handler,
+		},
+		{
+			MethodName: "RestoreOwner",
+			Handler:    _AppsInternalService_RestoreOwner_Handler,
 		},
 		{
 			MethodName: "PurgeOwner",
