@@ -584,6 +584,94 @@ func (x *CreateDownloadLinkResponse) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+type CancelExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExportId      string                 `protobuf:"bytes,1,opt,name=export_id,json=exportId,proto3" json:"export_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExportRequest) Reset() {
+	*x = CancelExportRequest{}
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExportRequest) ProtoMessage() {}
+
+func (x *CancelExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExportRequest.ProtoReflect.Descriptor instead.
+func (*CancelExportRequest) Descriptor() ([]byte, []int) {
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CancelExportRequest) GetExportId() string {
+	if x != nil {
+		return x.ExportId
+	}
+	return ""
+}
+
+type CancelExportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Export        *Export                `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExportResponse) Reset() {
+	*x = CancelExportResponse{}
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExportResponse) ProtoMessage() {}
+
+func (x *CancelExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExportResponse.ProtoReflect.Descriptor instead.
+func (*CancelExportResponse) Descriptor() ([]byte, []int) {
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CancelExportResponse) GetExport() *Export {
+	if x != nil {
+		return x.Export
+	}
+	return nil
+}
+
 type DownloadExportRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExportId      string                 `protobuf:"bytes,1,opt,name=export_id,json=exportId,proto3" json:"export_id,omitempty"`
@@ -594,7 +682,7 @@ type DownloadExportRequest struct {
 
 func (x *DownloadExportRequest) Reset() {
 	*x = DownloadExportRequest{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +694,7 @@ func (x *DownloadExportRequest) String() string {
 func (*DownloadExportRequest) ProtoMessage() {}
 
 func (x *DownloadExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[9]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +707,7 @@ func (x *DownloadExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadExportRequest.ProtoReflect.Descriptor instead.
 func (*DownloadExportRequest) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{9}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DownloadExportRequest) GetExportId() string {
@@ -646,13 +734,18 @@ type Deletion struct {
 	CompleteTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=complete_time,json=completeTime,proto3" json:"complete_time,omitempty"`
 	// stores_pending lists the stores that have not reported completion yet.
 	StoresPending []string `protobuf:"bytes,6,rep,name=stores_pending,json=storesPending,proto3" json:"stores_pending,omitempty"`
+	// account_disabled is set once every disable step (sessions revoked, listings and share
+	// links removed) has been applied; until then the service keeps retrying them.
+	AccountDisabled bool `protobuf:"varint,7,opt,name=account_disabled,json=accountDisabled,proto3" json:"account_disabled,omitempty"`
+	// purge_attempts counts how many times the purge was fanned out (retries included).
+	PurgeAttempts int32 `protobuf:"varint,8,opt,name=purge_attempts,json=purgeAttempts,proto3" json:"purge_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deletion) Reset() {
 	*x = Deletion{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +757,7 @@ func (x *Deletion) String() string {
 func (*Deletion) ProtoMessage() {}
 
 func (x *Deletion) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[10]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +770,7 @@ func (x *Deletion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deletion.ProtoReflect.Descriptor instead.
 func (*Deletion) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{10}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Deletion) GetDeletionId() string {
@@ -722,6 +815,20 @@ func (x *Deletion) GetStoresPending() []string {
 	return nil
 }
 
+func (x *Deletion) GetAccountDisabled() bool {
+	if x != nil {
+		return x.AccountDisabled
+	}
+	return false
+}
+
+func (x *Deletion) GetPurgeAttempts() int32 {
+	if x != nil {
+		return x.PurgeAttempts
+	}
+	return 0
+}
+
 // DeletionCertificate is the signed proof of a completed purge.
 type DeletionCertificate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -737,7 +844,7 @@ type DeletionCertificate struct {
 
 func (x *DeletionCertificate) Reset() {
 	*x = DeletionCertificate{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +856,7 @@ func (x *DeletionCertificate) String() string {
 func (*DeletionCertificate) ProtoMessage() {}
 
 func (x *DeletionCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[11]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +869,7 @@ func (x *DeletionCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletionCertificate.ProtoReflect.Descriptor instead.
 func (*DeletionCertificate) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{11}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeletionCertificate) GetPayload() []byte {
@@ -796,7 +903,7 @@ type RequestDeletionRequest struct {
 
 func (x *RequestDeletionRequest) Reset() {
 	*x = RequestDeletionRequest{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +915,7 @@ func (x *RequestDeletionRequest) String() string {
 func (*RequestDeletionRequest) ProtoMessage() {}
 
 func (x *RequestDeletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[12]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +928,7 @@ func (x *RequestDeletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestDeletionRequest.ProtoReflect.Descriptor instead.
 func (*RequestDeletionRequest) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{12}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestDeletionRequest) GetConfirm() string {
@@ -842,7 +949,7 @@ type RequestDeletionResponse struct {
 
 func (x *RequestDeletionResponse) Reset() {
 	*x = RequestDeletionResponse{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +961,7 @@ func (x *RequestDeletionResponse) String() string {
 func (*RequestDeletionResponse) ProtoMessage() {}
 
 func (x *RequestDeletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[13]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +974,7 @@ func (x *RequestDeletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestDeletionResponse.ProtoReflect.Descriptor instead.
 func (*RequestDeletionResponse) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{13}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestDeletionResponse) GetDeletion() *Deletion {
@@ -884,6 +991,86 @@ func (x *RequestDeletionResponse) GetReceiptToken() string {
 	return ""
 }
 
+type GetDeletionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeletionRequest) Reset() {
+	*x = GetDeletionRequest{}
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeletionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeletionRequest) ProtoMessage() {}
+
+func (x *GetDeletionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeletionRequest.ProtoReflect.Descriptor instead.
+func (*GetDeletionRequest) Descriptor() ([]byte, []int) {
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
+}
+
+type GetDeletionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deletion      *Deletion              `protobuf:"bytes,1,opt,name=deletion,proto3" json:"deletion,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeletionResponse) Reset() {
+	*x = GetDeletionResponse{}
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeletionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeletionResponse) ProtoMessage() {}
+
+func (x *GetDeletionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeletionResponse.ProtoReflect.Descriptor instead.
+func (*GetDeletionResponse) Descriptor() ([]byte, []int) {
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetDeletionResponse) GetDeletion() *Deletion {
+	if x != nil {
+		return x.Deletion
+	}
+	return nil
+}
+
 type CancelDeletionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -892,7 +1079,7 @@ type CancelDeletionRequest struct {
 
 func (x *CancelDeletionRequest) Reset() {
 	*x = CancelDeletionRequest{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +1091,7 @@ func (x *CancelDeletionRequest) String() string {
 func (*CancelDeletionRequest) ProtoMessage() {}
 
 func (x *CancelDeletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[14]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +1104,7 @@ func (x *CancelDeletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeletionRequest.ProtoReflect.Descriptor instead.
 func (*CancelDeletionRequest) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{14}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{18}
 }
 
 type CancelDeletionResponse struct {
@@ -929,7 +1116,7 @@ type CancelDeletionResponse struct {
 
 func (x *CancelDeletionResponse) Reset() {
 	*x = CancelDeletionResponse{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1128,7 @@ func (x *CancelDeletionResponse) String() string {
 func (*CancelDeletionResponse) ProtoMessage() {}
 
 func (x *CancelDeletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[15]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1141,7 @@ func (x *CancelDeletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelDeletionResponse.ProtoReflect.Descriptor instead.
 func (*CancelDeletionResponse) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{15}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelDeletionResponse) GetDeletion() *Deletion {
@@ -973,7 +1160,7 @@ type GetDeletionByReceiptRequest struct {
 
 func (x *GetDeletionByReceiptRequest) Reset() {
 	*x = GetDeletionByReceiptRequest{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1172,7 @@ func (x *GetDeletionByReceiptRequest) String() string {
 func (*GetDeletionByReceiptRequest) ProtoMessage() {}
 
 func (x *GetDeletionByReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[16]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1185,7 @@ func (x *GetDeletionByReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeletionByReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetDeletionByReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{16}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetDeletionByReceiptRequest) GetReceiptToken() string {
@@ -1019,7 +1206,7 @@ type GetDeletionByReceiptResponse struct {
 
 func (x *GetDeletionByReceiptResponse) Reset() {
 	*x = GetDeletionByReceiptResponse{}
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1218,7 @@ func (x *GetDeletionByReceiptResponse) String() string {
 func (*GetDeletionByReceiptResponse) ProtoMessage() {}
 
 func (x *GetDeletionByReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[17]
+	mi := &file_forge_lifecycle_v1_lifecycle_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1231,7 @@ func (x *GetDeletionByReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeletionByReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetDeletionByReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{17}
+	return file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetDeletionByReceiptResponse) GetDeletion() *Deletion {
@@ -1093,11 +1280,15 @@ const file_forge_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x1aCreateDownloadLinkResponse\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"`\n" +
+	"expireTime\"<\n" +
+	"\x13CancelExportRequest\x12%\n" +
+	"\texport_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bexportId\"J\n" +
+	"\x14CancelExportResponse\x122\n" +
+	"\x06export\x18\x01 \x01(\v2\x1a.forge.lifecycle.v1.ExportR\x06export\"`\n" +
 	"\x15DownloadExportRequest\x12%\n" +
 	"\texport_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bexportId\x12 \n" +
 	"\x05token\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05token\"\xcd\x02\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05token\"\x9f\x03\n" +
 	"\bDeletion\x12\x1f\n" +
 	"\vdeletion_id\x18\x01 \x01(\tR\n" +
 	"deletionId\x127\n" +
@@ -1105,7 +1296,9 @@ const file_forge_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\frequest_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestTime\x12@\n" +
 	"\x0epurge_due_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fpurgeDueTime\x12?\n" +
 	"\rcomplete_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fcompleteTime\x12%\n" +
-	"\x0estores_pending\x18\x06 \x03(\tR\rstoresPending\"d\n" +
+	"\x0estores_pending\x18\x06 \x03(\tR\rstoresPending\x12)\n" +
+	"\x10account_disabled\x18\a \x01(\bR\x0faccountDisabled\x12%\n" +
+	"\x0epurge_attempts\x18\b \x01(\x05R\rpurgeAttempts\"d\n" +
 	"\x13DeletionCertificate\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
@@ -1115,7 +1308,10 @@ const file_forge_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x11DELETE MY ACCOUNTR\aconfirm\"x\n" +
 	"\x17RequestDeletionResponse\x128\n" +
 	"\bdeletion\x18\x01 \x01(\v2\x1c.forge.lifecycle.v1.DeletionR\bdeletion\x12#\n" +
-	"\rreceipt_token\x18\x02 \x01(\tR\freceiptToken\"\x17\n" +
+	"\rreceipt_token\x18\x02 \x01(\tR\freceiptToken\"\x14\n" +
+	"\x12GetDeletionRequest\"O\n" +
+	"\x13GetDeletionResponse\x128\n" +
+	"\bdeletion\x18\x01 \x01(\v2\x1c.forge.lifecycle.v1.DeletionR\bdeletion\"\x17\n" +
 	"\x15CancelDeletionRequest\"R\n" +
 	"\x16CancelDeletionResponse\x128\n" +
 	"\bdeletion\x18\x01 \x01(\v2\x1c.forge.lifecycle.v1.DeletionR\bdeletion\"N\n" +
@@ -1138,15 +1334,17 @@ const file_forge_lifecycle_v1_lifecycle_proto_rawDesc = "" +
 	"\x16DELETION_STATE_PENDING\x10\x01\x12\x1c\n" +
 	"\x18DELETION_STATE_CANCELLED\x10\x02\x12\x1a\n" +
 	"\x16DELETION_STATE_PURGING\x10\x03\x12\x1c\n" +
-	"\x18DELETION_STATE_COMPLETED\x10\x042\x9f\x05\n" +
+	"\x18DELETION_STATE_COMPLETED\x10\x042\xae\x06\n" +
 	"\rExportService\x12y\n" +
 	"\fCreateExport\x12'.forge.lifecycle.v1.CreateExportRequest\x1a(.forge.lifecycle.v1.CreateExportResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/exports\x12y\n" +
 	"\tGetExport\x12$.forge.lifecycle.v1.GetExportRequest\x1a%.forge.lifecycle.v1.GetExportResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/exports/{export_id}\x12s\n" +
 	"\vListExports\x12&.forge.lifecycle.v1.ListExportsRequest\x1a'.forge.lifecycle.v1.ListExportsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/exports\x12\xa4\x01\n" +
-	"\x12CreateDownloadLink\x12-.forge.lifecycle.v1.CreateDownloadLinkRequest\x1a..forge.lifecycle.v1.CreateDownloadLinkResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/exports/{export_id}:downloadLink\x12|\n" +
-	"\x0eDownloadExport\x12).forge.lifecycle.v1.DownloadExportRequest\x1a\x14.google.api.HttpBody\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/exports/{export_id}/archive0\x012\xc6\x03\n" +
+	"\x12CreateDownloadLink\x12-.forge.lifecycle.v1.CreateDownloadLinkRequest\x1a..forge.lifecycle.v1.CreateDownloadLinkResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/exports/{export_id}:downloadLink\x12\x8c\x01\n" +
+	"\fCancelExport\x12'.forge.lifecycle.v1.CancelExportRequest\x1a(.forge.lifecycle.v1.CancelExportResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/exports/{export_id}:cancel\x12|\n" +
+	"\x0eDownloadExport\x12).forge.lifecycle.v1.DownloadExportRequest\x1a\x14.google.api.HttpBody\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/exports/{export_id}/archive0\x012\xbc\x04\n" +
 	"\x0fDeletionService\x12\x83\x01\n" +
-	"\x0fRequestDeletion\x12*.forge.lifecycle.v1.RequestDeletionRequest\x1a+.forge.lifecycle.v1.RequestDeletionResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/deletion\x12\x87\x01\n" +
+	"\x0fRequestDeletion\x12*.forge.lifecycle.v1.RequestDeletionRequest\x1a+.forge.lifecycle.v1.RequestDeletionResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/deletion\x12t\n" +
+	"\vGetDeletion\x12&.forge.lifecycle.v1.GetDeletionRequest\x1a'.forge.lifecycle.v1.GetDeletionResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/deletion\x12\x87\x01\n" +
 	"\x0eCancelDeletion\x12).forge.lifecycle.v1.CancelDeletionRequest\x1a*.forge.lifecycle.v1.CancelDeletionResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/deletion:cancel\x12\xa2\x01\n" +
 	"\x14GetDeletionByReceipt\x12/.forge.lifecycle.v1.GetDeletionByReceiptRequest\x1a0.forge.lifecycle.v1.GetDeletionByReceiptResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/deletion-receipts:lookupB\xd8\x01\n" +
 	"\x16com.forge.lifecycle.v1B\x0eLifecycleProtoP\x01ZDgithub.com/forgeapps/backbone/pkg/gen/forge/lifecycle/v1;lifecyclev1\xa2\x02\x03FLX\xaa\x02\x12Forge.Lifecycle.V1\xca\x02\x12Forge\\Lifecycle\\V1\xe2\x02\x1eForge\\Lifecycle\\V1\\GPBMetadata\xea\x02\x14Forge::Lifecycle::V1b\x06proto3"
@@ -1164,7 +1362,7 @@ func file_forge_lifecycle_v1_lifecycle_proto_rawDescGZIP() []byte {
 }
 
 var file_forge_lifecycle_v1_lifecycle_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_forge_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_forge_lifecycle_v1_lifecycle_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_forge_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(ExportState)(0),                     // 0: forge.lifecycle.v1.ExportState
 	(DeletionState)(0),                   // 1: forge.lifecycle.v1.DeletionState
@@ -1177,56 +1375,66 @@ var file_forge_lifecycle_v1_lifecycle_proto_goTypes = []any{
 	(*ListExportsResponse)(nil),          // 8: forge.lifecycle.v1.ListExportsResponse
 	(*CreateDownloadLinkRequest)(nil),    // 9: forge.lifecycle.v1.CreateDownloadLinkRequest
 	(*CreateDownloadLinkResponse)(nil),   // 10: forge.lifecycle.v1.CreateDownloadLinkResponse
-	(*DownloadExportRequest)(nil),        // 11: forge.lifecycle.v1.DownloadExportRequest
-	(*Deletion)(nil),                     // 12: forge.lifecycle.v1.Deletion
-	(*DeletionCertificate)(nil),          // 13: forge.lifecycle.v1.DeletionCertificate
-	(*RequestDeletionRequest)(nil),       // 14: forge.lifecycle.v1.RequestDeletionRequest
-	(*RequestDeletionResponse)(nil),      // 15: forge.lifecycle.v1.RequestDeletionResponse
-	(*CancelDeletionRequest)(nil),        // 16: forge.lifecycle.v1.CancelDeletionRequest
-	(*CancelDeletionResponse)(nil),       // 17: forge.lifecycle.v1.CancelDeletionResponse
-	(*GetDeletionByReceiptRequest)(nil),  // 18: forge.lifecycle.v1.GetDeletionByReceiptRequest
-	(*GetDeletionByReceiptResponse)(nil), // 19: forge.lifecycle.v1.GetDeletionByReceiptResponse
-	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
-	(*httpbody.HttpBody)(nil),            // 21: google.api.HttpBody
+	(*CancelExportRequest)(nil),          // 11: forge.lifecycle.v1.CancelExportRequest
+	(*CancelExportResponse)(nil),         // 12: forge.lifecycle.v1.CancelExportResponse
+	(*DownloadExportRequest)(nil),        // 13: forge.lifecycle.v1.DownloadExportRequest
+	(*Deletion)(nil),                     // 14: forge.lifecycle.v1.Deletion
+	(*DeletionCertificate)(nil),          // 15: forge.lifecycle.v1.DeletionCertificate
+	(*RequestDeletionRequest)(nil),       // 16: forge.lifecycle.v1.RequestDeletionRequest
+	(*RequestDeletionResponse)(nil),      // 17: forge.lifecycle.v1.RequestDeletionResponse
+	(*GetDeletionRequest)(nil),           // 18: forge.lifecycle.v1.GetDeletionRequest
+	(*GetDeletionResponse)(nil),          // 19: forge.lifecycle.v1.GetDeletionResponse
+	(*CancelDeletionRequest)(nil),        // 20: forge.lifecycle.v1.CancelDeletionRequest
+	(*CancelDeletionResponse)(nil),       // 21: forge.lifecycle.v1.CancelDeletionResponse
+	(*GetDeletionByReceiptRequest)(nil),  // 22: forge.lifecycle.v1.GetDeletionByReceiptRequest
+	(*GetDeletionByReceiptResponse)(nil), // 23: forge.lifecycle.v1.GetDeletionByReceiptResponse
+	(*timestamppb.Timestamp)(nil),        // 24: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),            // 25: google.api.HttpBody
 }
 var file_forge_lifecycle_v1_lifecycle_proto_depIdxs = []int32{
 	0,  // 0: forge.lifecycle.v1.Export.state:type_name -> forge.lifecycle.v1.ExportState
-	20, // 1: forge.lifecycle.v1.Export.create_time:type_name -> google.protobuf.Timestamp
-	20, // 2: forge.lifecycle.v1.Export.ready_time:type_name -> google.protobuf.Timestamp
-	20, // 3: forge.lifecycle.v1.Export.expire_time:type_name -> google.protobuf.Timestamp
+	24, // 1: forge.lifecycle.v1.Export.create_time:type_name -> google.protobuf.Timestamp
+	24, // 2: forge.lifecycle.v1.Export.ready_time:type_name -> google.protobuf.Timestamp
+	24, // 3: forge.lifecycle.v1.Export.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: forge.lifecycle.v1.CreateExportResponse.export:type_name -> forge.lifecycle.v1.Export
 	2,  // 5: forge.lifecycle.v1.GetExportResponse.export:type_name -> forge.lifecycle.v1.Export
 	2,  // 6: forge.lifecycle.v1.ListExportsResponse.exports:type_name -> forge.lifecycle.v1.Export
-	20, // 7: forge.lifecycle.v1.CreateDownloadLinkResponse.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: forge.lifecycle.v1.Deletion.state:type_name -> forge.lifecycle.v1.DeletionState
-	20, // 9: forge.lifecycle.v1.Deletion.request_time:type_name -> google.protobuf.Timestamp
-	20, // 10: forge.lifecycle.v1.Deletion.purge_due_time:type_name -> google.protobuf.Timestamp
-	20, // 11: forge.lifecycle.v1.Deletion.complete_time:type_name -> google.protobuf.Timestamp
-	12, // 12: forge.lifecycle.v1.RequestDeletionResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
-	12, // 13: forge.lifecycle.v1.CancelDeletionResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
-	12, // 14: forge.lifecycle.v1.GetDeletionByReceiptResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
-	13, // 15: forge.lifecycle.v1.GetDeletionByReceiptResponse.certificate:type_name -> forge.lifecycle.v1.DeletionCertificate
-	3,  // 16: forge.lifecycle.v1.ExportService.CreateExport:input_type -> forge.lifecycle.v1.CreateExportRequest
-	5,  // 17: forge.lifecycle.v1.ExportService.GetExport:input_type -> forge.lifecycle.v1.GetExportRequest
-	7,  // 18: forge.lifecycle.v1.ExportService.ListExports:input_type -> forge.lifecycle.v1.ListExportsRequest
-	9,  // 19: forge.lifecycle.v1.ExportService.CreateDownloadLink:input_type -> forge.lifecycle.v1.CreateDownloadLinkRequest
-	11, // 20: forge.lifecycle.v1.ExportService.DownloadExport:input_type -> forge.lifecycle.v1.DownloadExportRequest
-	14, // 21: forge.lifecycle.v1.DeletionService.RequestDeletion:input_type -> forge.lifecycle.v1.RequestDeletionRequest
-	16, // 22: forge.lifecycle.v1.DeletionService.CancelDeletion:input_type -> forge.lifecycle.v1.CancelDeletionRequest
-	18, // 23: forge.lifecycle.v1.DeletionService.GetDeletionByReceipt:input_type -> forge.lifecycle.v1.GetDeletionByReceiptRequest
-	4,  // 24: forge.lifecycle.v1.ExportService.CreateExport:output_type -> forge.lifecycle.v1.CreateExportResponse
-	6,  // 25: forge.lifecycle.v1.ExportService.GetExport:output_type -> forge.lifecycle.v1.GetExportResponse
-	8,  // 26: forge.lifecycle.v1.ExportService.ListExports:output_type -> forge.lifecycle.v1.ListExportsResponse
-	10, // 27: forge.lifecycle.v1.ExportService.CreateDownloadLink:output_type -> forge.lifecycle.v1.CreateDownloadLinkResponse
-	21, // 28: forge.lifecycle.v1.ExportService.DownloadExport:output_type -> google.api.HttpBody
-	15, // 29: forge.lifecycle.v1.DeletionService.RequestDeletion:output_type -> forge.lifecycle.v1.RequestDeletionResponse
-	17, // 30: forge.lifecycle.v1.DeletionService.CancelDeletion:output_type -> forge.lifecycle.v1.CancelDeletionResponse
-	19, // 31: forge.lifecycle.v1.DeletionService.GetDeletionByReceipt:output_type -> forge.lifecycle.v1.GetDeletionByReceiptResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	24, // 7: forge.lifecycle.v1.CreateDownloadLinkResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 8: forge.lifecycle.v1.CancelExportResponse.export:type_name -> forge.lifecycle.v1.Export
+	1,  // 9: forge.lifecycle.v1.Deletion.state:type_name -> forge.lifecycle.v1.DeletionState
+	24, // 10: forge.lifecycle.v1.Deletion.request_time:type_name -> google.protobuf.Timestamp
+	24, // 11: forge.lifecycle.v1.Deletion.purge_due_time:type_name -> google.protobuf.Timestamp
+	24, // 12: forge.lifecycle.v1.Deletion.complete_time:type_name -> google.protobuf.Timestamp
+	14, // 13: forge.lifecycle.v1.RequestDeletionResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
+	14, // 14: forge.lifecycle.v1.GetDeletionResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
+	14, // 15: forge.lifecycle.v1.CancelDeletionResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
+	14, // 16: forge.lifecycle.v1.GetDeletionByReceiptResponse.deletion:type_name -> forge.lifecycle.v1.Deletion
+	15, // 17: forge.lifecycle.v1.GetDeletionByReceiptResponse.certificate:type_name -> forge.lifecycle.v1.DeletionCertificate
+	3,  // 18: forge.lifecycle.v1.ExportService.CreateExport:input_type -> forge.lifecycle.v1.CreateExportRequest
+	5,  // 19: forge.lifecycle.v1.ExportService.GetExport:input_type -> forge.lifecycle.v1.GetExportRequest
+	7,  // 20: forge.lifecycle.v1.ExportService.ListExports:input_type -> forge.lifecycle.v1.ListExportsRequest
+	9,  // 21: forge.lifecycle.v1.ExportService.CreateDownloadLink:input_type -> forge.lifecycle.v1.CreateDownloadLinkRequest
+	11, // 22: forge.lifecycle.v1.ExportService.CancelExport:input_type -> forge.lifecycle.v1.CancelExportRequest
+	13, // 23: forge.lifecycle.v1.ExportService.DownloadExport:input_type -> forge.lifecycle.v1.DownloadExportRequest
+	16, // 24: forge.lifecycle.v1.DeletionService.RequestDeletion:input_type -> forge.lifecycle.v1.RequestDeletionRequest
+	18, // 25: forge.lifecycle.v1.DeletionService.GetDeletion:input_type -> forge.lifecycle.v1.GetDeletionRequest
+	20, // 26: forge.lifecycle.v1.DeletionService.CancelDeletion:input_type -> forge.lifecycle.v1.CancelDeletionRequest
+	22, // 27: forge.lifecycle.v1.DeletionService.GetDeletionByReceipt:input_type -> forge.lifecycle.v1.GetDeletionByReceiptRequest
+	4,  // 28: forge.lifecycle.v1.ExportService.CreateExport:output_type -> forge.lifecycle.v1.CreateExportResponse
+	6,  // 29: forge.lifecycle.v1.ExportService.GetExport:output_type -> forge.lifecycle.v1.GetExportResponse
+	8,  // 30: forge.lifecycle.v1.ExportService.ListExports:output_type -> forge.lifecycle.v1.ListExportsResponse
+	10, // 31: forge.lifecycle.v1.ExportService.CreateDownloadLink:output_type -> forge.lifecycle.v1.CreateDownloadLinkResponse
+	12, // 32: forge.lifecycle.v1.ExportService.CancelExport:output_type -> forge.lifecycle.v1.CancelExportResponse
+	25, // 33: forge.lifecycle.v1.ExportService.DownloadExport:output_type -> google.api.HttpBody
+	17, // 34: forge.lifecycle.v1.DeletionService.RequestDeletion:output_type -> forge.lifecycle.v1.RequestDeletionResponse
+	19, // 35: forge.lifecycle.v1.DeletionService.GetDeletion:output_type -> forge.lifecycle.v1.GetDeletionResponse
+	21, // 36: forge.lifecycle.v1.DeletionService.CancelDeletion:output_type -> forge.lifecycle.v1.CancelDeletionResponse
+	23, // 37: forge.lifecycle.v1.DeletionService.GetDeletionByReceipt:output_type -> forge.lifecycle.v1.GetDeletionByReceiptResponse
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_forge_lifecycle_v1_lifecycle_proto_init() }
@@ -1240,7 +1448,7 @@ func file_forge_lifecycle_v1_lifecycle_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_forge_lifecycle_v1_lifecycle_proto_rawDesc), len(file_forge_lifecycle_v1_lifecycle_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

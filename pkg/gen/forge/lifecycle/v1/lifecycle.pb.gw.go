@@ -167,6 +167,51 @@ func local_request_ExportService_CreateDownloadLink_0(ctx context.Context, marsh
 	return msg, metadata, err
 }
 
+func request_ExportService_CancelExport_0(ctx context.Context, marshaler runtime.Marshaler, client ExportServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CancelExportRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["export_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "export_id")
+	}
+	protoReq.ExportId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "export_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.CancelExport(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_ExportService_CancelExport_0(ctx context.Context, marshaler runtime.Marshaler, server ExportServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq CancelExportRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["export_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "export_id")
+	}
+	protoReq.ExportId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "export_id", err)
+	}
+	msg, err := server.CancelExport(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 var filter_ExportService_DownloadExport_0 = &utilities.DoubleArray{Encoding: map[string]int{"export_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
 func request_ExportService_DownloadExport_0(ctx context.Context, marshaler runtime.Marshaler, client ExportServiceClient, req *http.Request, pathParams map[string]string) (ExportService_DownloadExportClient, runtime.ServerMetadata, error) {
@@ -228,6 +273,27 @@ func local_request_DeletionService_RequestDeletion_0(ctx context.Context, marsha
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	msg, err := server.RequestDeletion(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_DeletionService_GetDeletion_0(ctx context.Context, marshaler runtime.Marshaler, client DeletionServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetDeletionRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetDeletion(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_DeletionService_GetDeletion_0(ctx context.Context, marshaler runtime.Marshaler, server DeletionServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetDeletionRequest
+		metadata runtime.ServerMetadata
+	)
+	msg, err := server.GetDeletion(ctx, &protoReq)
 	return msg, metadata, err
 }
 
@@ -371,6 +437,26 @@ func RegisterExportServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		}
 		forward_ExportService_CreateDownloadLink_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_ExportService_CancelExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/forge.lifecycle.v1.ExportService/CancelExport", runtime.WithHTTPPathPattern("/v1/exports/{export_id}:cancel"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_ExportService_CancelExport_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ExportService_CancelExport_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 
 	mux.Handle(http.MethodGet, pattern_ExportService_DownloadExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
@@ -407,6 +493,26 @@ func RegisterDeletionServiceHandlerServer(ctx context.Context, mux *runtime.Serv
 			return
 		}
 		forward_DeletionService_RequestDeletion_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_DeletionService_GetDeletion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/forge.lifecycle.v1.DeletionService/GetDeletion", runtime.WithHTTPPathPattern("/v1/deletion"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_DeletionService_GetDeletion_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DeletionService_GetDeletion_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 	mux.Handle(http.MethodPost, pattern_DeletionService_CancelDeletion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
@@ -556,6 +662,23 @@ func RegisterExportServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		}
 		forward_ExportService_CreateDownloadLink_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_ExportService_CancelExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/forge.lifecycle.v1.ExportService/CancelExport", runtime.WithHTTPPathPattern("/v1/exports/{export_id}:cancel"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_ExportService_CancelExport_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ExportService_CancelExport_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodGet, pattern_ExportService_DownloadExport_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -581,6 +704,7 @@ var (
 	pattern_ExportService_GetExport_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "exports", "export_id"}, ""))
 	pattern_ExportService_ListExports_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "exports"}, ""))
 	pattern_ExportService_CreateDownloadLink_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "exports", "export_id"}, "downloadLink"))
+	pattern_ExportService_CancelExport_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "exports", "export_id"}, "cancel"))
 	pattern_ExportService_DownloadExport_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "exports", "export_id", "archive"}, ""))
 )
 
@@ -589,6 +713,7 @@ var (
 	forward_ExportService_GetExport_0          = runtime.ForwardResponseMessage
 	forward_ExportService_ListExports_0        = runtime.ForwardResponseMessage
 	forward_ExportService_CreateDownloadLink_0 = runtime.ForwardResponseMessage
+	forward_ExportService_CancelExport_0       = runtime.ForwardResponseMessage
 	forward_ExportService_DownloadExport_0     = runtime.ForwardResponseStream
 )
 
@@ -645,6 +770,23 @@ func RegisterDeletionServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 		}
 		forward_DeletionService_RequestDeletion_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_DeletionService_GetDeletion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/forge.lifecycle.v1.DeletionService/GetDeletion", runtime.WithHTTPPathPattern("/v1/deletion"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_DeletionService_GetDeletion_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_DeletionService_GetDeletion_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_DeletionService_CancelDeletion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -684,12 +826,14 @@ func RegisterDeletionServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 
 var (
 	pattern_DeletionService_RequestDeletion_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deletion"}, ""))
+	pattern_DeletionService_GetDeletion_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deletion"}, ""))
 	pattern_DeletionService_CancelDeletion_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deletion"}, "cancel"))
 	pattern_DeletionService_GetDeletionByReceipt_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "deletion-receipts"}, "lookup"))
 )
 
 var (
 	forward_DeletionService_RequestDeletion_0      = runtime.ForwardResponseMessage
+	forward_DeletionService_GetDeletion_0          = runtime.ForwardResponseMessage
 	forward_DeletionService_CancelDeletion_0       = runtime.ForwardResponseMessage
 	forward_DeletionService_GetDeletionByReceipt_0 = runtime.ForwardResponseMessage
 )

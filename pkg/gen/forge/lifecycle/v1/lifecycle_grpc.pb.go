@@ -24,6 +24,7 @@ const (
 	ExportService_GetExport_FullMethodName          = "/forge.lifecycle.v1.ExportService/GetExport"
 	ExportService_ListExports_FullMethodName        = "/forge.lifecycle.v1.ExportService/ListExports"
 	ExportService_CreateDownloadLink_FullMethodName = "/forge.lifecycle.v1.ExportService/CreateDownloadLink"
+	ExportService_CancelExport_FullMethodName       = "/forge.lifecycle.v1.ExportService/CancelExport"
 	ExportService_DownloadExport_FullMethodName     = "/forge.lifecycle.v1.ExportService/DownloadExport"
 )
 
@@ -39,6 +40,8 @@ type ExportServiceClient interface {
 	ListExports(ctx context.Context, in *ListExportsRequest, opts ...grpc.CallOption) (*ListExportsResponse, error)
 	// CreateDownloadLink returns a single-use, short-lived link to the ready archive.
 	CreateDownloadLink(ctx context.Context, in *CreateDownloadLinkRequest, opts ...grpc.CallOption) (*CreateDownloadLinkResponse, error)
+	// CancelExport cancels a pending or running export (its partial archive is deleted).
+	CancelExport(ctx context.Context, in *CancelExportRequest, opts ...grpc.CallOption) (*CancelExportResponse, error)
 	// DownloadExport streams the archive, decrypted on the fly, for a download link token.
 	// The response is raw bytes (google.api.HttpBody), so the gateway serves a zip, not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -94,6 +97,16 @@ func (c *exportServiceClient) CreateDownloadLink(ctx context.Context, in *Create
 	return out, nil
 }
 
+func (c *exportServiceClient) CancelExport(ctx context.Context, in *CancelExportRequest, opts ...grpc.CallOption) (*CancelExportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelExportResponse)
+	err := c.cc.Invoke(ctx, ExportService_CancelExport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *exportServiceClient) DownloadExport(ctx context.Context, in *DownloadExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ExportService_ServiceDesc.Streams[0], ExportService_DownloadExport_FullMethodName, cOpts...)
@@ -125,6 +138,8 @@ type ExportServiceServer interface {
 	ListExports(context.Context, *ListExportsRequest) (*ListExportsResponse, error)
 	// CreateDownloadLink returns a single-use, short-lived link to the ready archive.
 	CreateDownloadLink(context.Context, *CreateDownloadLinkRequest) (*CreateDownloadLinkResponse, error)
+	// CancelExport cancels a pending or running export (its partial archive is deleted).
+	CancelExport(context.Context, *CancelExportRequest) (*CancelExportResponse, error)
 	// DownloadExport streams the archive, decrypted on the fly, for a download link token.
 	// The response is raw bytes (google.api.HttpBody), so the gateway serves a zip, not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
@@ -151,6 +166,9 @@ func (UnimplementedExportServiceServer) ListExports(context.Context, *ListExport
 }
 func (UnimplementedExportServiceServer) CreateDownloadLink(context.Context, *CreateDownloadLinkRequest) (*CreateDownloadLinkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateDownloadLink not implemented")
+}
+func (UnimplementedExportServiceServer) CancelExport(context.Context, *CancelExportRequest) (*CancelExportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelExport not implemented")
 }
 func (UnimplementedExportServiceServer) DownloadExport(*DownloadExportRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
 	return status.Error(codes.Unimplemented, "method DownloadExport not implemented")
@@ -248,6 +266,24 @@ func _ExportService_CreateDownloadLink_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExportService_CancelExport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelExportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExportServiceServer).CancelExport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExportService_CancelExport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExportServiceServer).CancelExport(ctx, req.(*CancelExportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ExportService_DownloadExport_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(DownloadExportRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -282,6 +318,10 @@ var ExportService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CreateDownloadLink",
 			Handler:    _ExportService_CreateDownloadLink_Handler,
 		},
+		{
+			MethodName: "CancelExport",
+			Handler:    _ExportService_CancelExport_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -295,6 +335,7 @@ var ExportService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	DeletionService_RequestDeletion_FullMethodName      = "/forge.lifecycle.v1.DeletionService/RequestDeletion"
+	DeletionService_GetDeletion_FullMethodName          = "/forge.lifecycle.v1.DeletionService/GetDeletion"
 	DeletionService_CancelDeletion_FullMethodName       = "/forge.lifecycle.v1.DeletionService/CancelDeletion"
 	DeletionService_GetDeletionByReceipt_FullMethodName = "/forge.lifecycle.v1.DeletionService/GetDeletionByReceipt"
 )
@@ -308,6 +349,8 @@ const (
 type DeletionServiceClient interface {
 	// RequestDeletion disables the account at once and schedules the purge.
 	RequestDeletion(ctx context.Context, in *RequestDeletionRequest, opts ...grpc.CallOption) (*RequestDeletionResponse, error)
+	// GetDeletion returns the caller's open (pending or purging) deletion, NOT_FOUND when none.
+	GetDeletion(ctx context.Context, in *GetDeletionRequest, opts ...grpc.CallOption) (*GetDeletionResponse, error)
 	// CancelDeletion restores the account before the purge is due.
 	CancelDeletion(ctx context.Context, in *CancelDeletionRequest, opts ...grpc.CallOption) (*CancelDeletionResponse, error)
 	// GetDeletionByReceipt reads progress with the receipt token, which outlives the account.
@@ -326,6 +369,16 @@ func (c *deletionServiceClient) RequestDeletion(ctx context.Context, in *Request
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RequestDeletionResponse)
 	err := c.cc.Invoke(ctx, DeletionService_RequestDeletion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deletionServiceClient) GetDeletion(ctx context.Context, in *GetDeletionRequest, opts ...grpc.CallOption) (*GetDeletionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDeletionResponse)
+	err := c.cc.Invoke(ctx, DeletionService_GetDeletion_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +414,8 @@ func (c *deletionServiceClient) GetDeletionByReceipt(ctx context.Context, in *Ge
 type DeletionServiceServer interface {
 	// RequestDeletion disables the account at once and schedules the purge.
 	RequestDeletion(context.Context, *RequestDeletionRequest) (*RequestDeletionResponse, error)
+	// GetDeletion returns the caller's open (pending or purging) deletion, NOT_FOUND when none.
+	GetDeletion(context.Context, *GetDeletionRequest) (*GetDeletionResponse, error)
 	// CancelDeletion restores the account before the purge is due.
 	CancelDeletion(context.Context, *CancelDeletionRequest) (*CancelDeletionResponse, error)
 	// GetDeletionByReceipt reads progress with the receipt token, which outlives the account.
@@ -377,6 +432,9 @@ type UnimplementedDeletionServiceServer struct{}
 
 func (UnimplementedDeletionServiceServer) RequestDeletion(context.Context, *RequestDeletionRequest) (*RequestDeletionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestDeletion not implemented")
+}
+func (UnimplementedDeletionServiceServer) GetDeletion(context.Context, *GetDeletionRequest) (*GetDeletionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDeletion not implemented")
 }
 func (UnimplementedDeletionServiceServer) CancelDeletion(context.Context, *CancelDeletionRequest) (*CancelDeletionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelDeletion not implemented")
@@ -419,6 +477,24 @@ func _DeletionService_RequestDeletion_Handler(srv interface{}, ctx context.Conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DeletionServiceServer).RequestDeletion(ctx, req.(*RequestDeletionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeletionService_GetDeletion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeletionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeletionServiceServer).GetDeletion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeletionService_GetDeletion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeletionServiceServer).GetDeletion(ctx, req.(*GetDeletionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -469,6 +545,10 @@ var DeletionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestDeletion",
 			Handler:    _DeletionService_RequestDeletion_Handler,
+		},
+		{
+			MethodName: "GetDeletion",
+			Handler:    _DeletionService_GetDeletion_Handler,
 		},
 		{
 			MethodName: "CancelDeletion",
