@@ -799,12 +799,17 @@ func (*AuthenticateRequest_SessionToken) isAuthenticateRequest_Credential() {}
 
 func (*AuthenticateRequest_Identity) isAuthenticateRequest_Credential() {}
 
+// AuthenticateResponse describes the authenticated tenant. The edge asserts owner_id and
+// home_region (x-forge-owner-id, x-forge-owner-region) and session_id (x-forge-session-id) on
+// the calls it makes for the request.
 type AuthenticateResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	OwnerId    string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	HomeRegion string                 `protobuf:"bytes,2,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
-	Status     AccountStatus          `protobuf:"varint,3,opt,name=status,proto3,enum=forge.tenant.v1.AccountStatus" json:"status,omitempty"`
-	// session_id and expire_time are set for a session token, empty for an identity.
+	// status is ACTIVE, or DELETION_PENDING (deletion routes only: see SessionService).
+	Status AccountStatus `protobuf:"varint,3,opt,name=status,proto3,enum=forge.tenant.v1.AccountStatus" json:"status,omitempty"`
+	// session_id and expire_time are set for a session token, empty for an identity. The edge
+	// never caches a session's answer past expire_time.
 	SessionId     string                 `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -194,11 +194,16 @@ const (
 //     authenticates by session, and may cache the answer until expire_time, dropping a cached
 //     session when a forge.events.v1.SessionsRevoked event (subject tenant.sessions.revoked)
 //     names it or says all.
-//   - Authenticate answers UNAUTHENTICATED ("invalid session"), always the same status and
-//     message, for a token that is unknown, malformed, expired or revoked: the edge learns
-//     nothing more. A good token answers the owner, its home region, the session ID (which the
-//     edge asserts with the owner in x-forge-session-id, so ListSessions can mark the current
-//     session and RevokeSession can end it) and the account status.
+//   - Authenticate with a session token answers UNAUTHENTICATED ("invalid session"), always
+//     the same status and message, for a token that is unknown, malformed, expired or revoked:
+//     the edge learns nothing more. A good token answers the owner, its home region, the
+//     session ID (which the edge asserts with the owner in x-forge-session-id, so ListSessions
+//     can mark the current session and RevokeSession can end it), the session's expiry and the
+//     account status.
+//   - Authenticate with a verified identity (an OIDC ID token the edge checked) answers the
+//     owner, home region and status of the tenant that identity signed up, with no session;
+//     UNAUTHENTICATED ("no tenant for this identity; sign in first") when it has none. It
+//     never creates a tenant or a session and never changes the stored email.
 //   - Status ACCOUNT_STATUS_DELETION_PENDING: the owner asked to delete the account. Every
 //     session was revoked at that moment, and a later SignIn still returns a session, but the
 //     edge must allow such a session only the deletion routes (reading the deletion and
@@ -215,8 +220,8 @@ type SessionServiceClient interface {
 	// region this instance does not serve (the edge routes the sign-up to that region's
 	// instance). plan and home_region are ignored when the identity already has a tenant.
 	SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error)
-	// Authenticate resolves a session token to its owner. System method: gateway only. See the
-	// service comment for the answers.
+	// Authenticate resolves a session token, or a verified identity, to its owner. System
+	// method: gateway only. See the service comment for the answers.
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
 	// ListSessions lists the caller's active sessions.
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
@@ -302,11 +307,16 @@ func (c *sessionServiceClient) RevokeAllSessions(ctx context.Context, in *Revoke
 //     authenticates by session, and may cache the answer until expire_time, dropping a cached
 //     session when a forge.events.v1.SessionsRevoked event (subject tenant.sessions.revoked)
 //     names it or says all.
-//   - Authenticate answers UNAUTHENTICATED ("invalid session"), always the same status and
-//     message, for a token that is unknown, malformed, expired or revoked: the edge learns
-//     nothing more. A good token answers the owner, its home region, the session ID (which the
-//     edge asserts with the owner in x-forge-session-id, so ListSessions can mark the current
-//     session and RevokeSession can end it) and the account status.
+//   - Authenticate with a session token answers UNAUTHENTICATED ("invalid session"), always
+//     the same status and message, for a token that is unknown, malformed, expired or revoked:
+//     the edge learns nothing more. A good token answers the owner, its home region, the
+//     session ID (which the edge asserts with the owner in x-forge-session-id, so ListSessions
+//     can mark the current session and RevokeSession can end it), the session's expiry and the
+//     account status.
+//   - Authenticate with a verified identity (an OIDC ID token the edge checked) answers the
+//     owner, home region and status of the tenant that identity signed up, with no session;
+//     UNAUTHENTICATED ("no tenant for this identity; sign in first") when it has none. It
+//     never creates a tenant or a session and never changes the stored email.
 //   - Status ACCOUNT_STATUS_DELETION_PENDING: the owner asked to delete the account. Every
 //     session was revoked at that moment, and a later SignIn still returns a session, but the
 //     edge must allow such a session only the deletion routes (reading the deletion and
@@ -323,8 +333,8 @@ type SessionServiceServer interface {
 	// region this instance does not serve (the edge routes the sign-up to that region's
 	// instance). plan and home_region are ignored when the identity already has a tenant.
 	SignIn(context.Context, *SignInRequest) (*SignInResponse, error)
-	// Authenticate resolves a session token to its owner. System method: gateway only. See the
-	// service comment for the answers.
+	// Authenticate resolves a session token, or a verified identity, to its owner. System
+	// method: gateway only. See the service comment for the answers.
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
 	// ListSessions lists the caller's active sessions.
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
