@@ -199,6 +199,8 @@ func DurableConsumers() []DurableConsumer {
 		{Stream: StreamLifecycle, Durable: "data-lifecycle-export", Subjects: []string{SubjectExportRequested}},
 		{Stream: StreamLifecycle, Durable: "data-lifecycle-purge", Subjects: []string{SubjectPurgeRequested}},
 		{Stream: StreamLifecycle, Durable: "data-lifecycle-purge-completed", Subjects: []string{SubjectPurgeCompleted}},
+		{Stream: StreamTenant, Durable: "sandbox-origin", Subjects: []string{SubjectAccountStatusChanged}},
+		{Stream: StreamLifecycle, Durable: "sandbox-origin", Subjects: []string{SubjectPurgeRequested}},
 	}
 }
 
