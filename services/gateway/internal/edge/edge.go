@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Edge, error) {
 		log:      cfg.Logger,
 		auth:     deps.Auth,
 		sessions: deps.Sessions,
-		mux:      gatewaymux.New(),
+		mux:      gatewaymux.New(runtime.WithRoutingErrorHandler(routingError)),
 		byIP:     newLimiter(cfg.IPRate, cfg.IPBurst, maxKeys, cfg.Now),
 		byTenant: newLimiter(cfg.TenantRate, cfg.TenantBurst, maxKeys, cfg.Now),
 		devIdP:   deps.DevIdP,
@@ -142,6 +142,21 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Edge, error) {
 	}
 	e.handler = gatewaymux.CORS([]string{cfg.ConsoleOrigin}, http.HandlerFunc(e.dispatch))
 	return e, nil
+}
+
+// routingError answers a request no route matches with the HTTP status the router chose:
+// grpc-gateway's default turns 405 into Unimplemented and so into 501.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	code := codes.NotFound
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		code = codes.Unimplemented
+	case http.StatusBadRequest:
+		code = codes.InvalidArgument
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+		HTTPStatus: httpStatus, Err: status.Error(code, http.StatusText(httpStatus)),
+	})
 }
 
 // Routes lists the JSON routes served (for tests and the README).

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,8 +30,10 @@ type IdP struct {
 	Issuer string
 	// Audience is the client ID tokens are issued to by default.
 	Audience string
-	// Roots trusts the provider's HTTPS certificate.
-	Roots *x509.CertPool
+	// Roots trusts the provider's HTTPS certificate; CertPEM is that certificate (for
+	// FORGE_OIDC_CA when the gateway runs as a separate process).
+	Roots   *x509.CertPool
+	CertPEM []byte
 
 	key    *ecdsa.PrivateKey
 	kid    string
@@ -66,6 +69,7 @@ func Start(tb testing.TB, audience string) *IdP {
 	p.Issuer = p.server.URL
 	p.Roots = x509.NewCertPool()
 	p.Roots.AddCert(p.server.Certificate())
+	p.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.server.Certificate().Raw})
 	return p
 }
 
