@@ -256,6 +256,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, e *appcache.En
 		loc += "?" + q.Encode()
 	}
 	w.Header().Set("Location", loc)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusSeeOther)
 }
 

@@ -1,0 +1,5 @@
+package sandboxtest
+
+import "google.golang.org/grpc"
+
+type grpcRegistrar = grpc.ServiceRegistrar
