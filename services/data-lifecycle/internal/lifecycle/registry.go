@@ -35,7 +35,8 @@ const (
 // eventTables are the tables pkg/events adds to every schema that emits or consumes events.
 var eventTables = []string{"outbox", "inbox"}
 
-// Registry is the single list of stores every purge waits for.
+// Registry is the single list of stores every purge waits for. Store names are what each
+// service reports in PurgeStoreCompleted.store.
 func Registry() []Store {
 	return []Store{
 		{
@@ -44,16 +45,22 @@ func Registry() []Store {
 				"region_directory", "event_dead_letters"}, eventTables...),
 		},
 		{
-			Name: "apps", Service: "apps", Schema: "apps",
-			Tables: eventTables,
+			// apps purges its rows and its objects (app files, references) and reports both
+			// counts in one report.
+			Name: "apps", Service: "apps", Schema: "apps", Objects: true,
+			Tables: append([]string{"owner_state", "apps", "prompts", "prompt_reads", "app_references", "versions",
+				"version_files", "share_links", "collaborators", "listings", "listing_files", "event_dead_letters"}, eventTables...),
 		},
-		{Name: "apps.objects", Service: "apps", Objects: true},
 		{
 			Name: "secrets-vault", Service: "secrets-vault", Schema: "vault",
 			Tables: append([]string{"keyrings", "tenant_keys", "registered_apps", "secrets", "audit_log"}, eventTables...),
 			Retained: map[string]string{
 				"keyrings": "the shred tombstone: which key versions were destroyed, no key material; it stops a purged tenant from ever getting a fresh key",
 			},
+		},
+		{
+			Name: "sandbox-origin.postgres", Service: "sandbox-origin", Schema: "sandbox",
+			Tables: append([]string{"view_tickets", "owner_status", "proxy_calls"}, eventTables...),
 		},
 		{
 			Name: StoreLifecycle, Service: "data-lifecycle", Schema: "lifecycle",

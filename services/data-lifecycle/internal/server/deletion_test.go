@@ -123,13 +123,13 @@ func TestDeletionSchedule(t *testing.T) {
 		return resp
 	}
 	eventually(t, "data-lifecycle's own stores to report", func() bool {
-		return slices.Equal(get().GetDeletion().GetStoresPending(), []string{"apps", "apps.objects", "secrets-vault", "tenant"})
+		return slices.Equal(get().GetDeletion().GetStoresPending(), []string{"apps", "sandbox-origin.postgres", "secrets-vault", "tenant"})
 	})
 	require.Nil(t, get().GetCertificate(), "no certificate while stores are pending")
 
 	h.report(a, aID, "tenant", 12)
 	h.report(a, aID, "apps", 30)
-	h.report(a, aID, "apps.objects", 4)
+	h.report(a, aID, "sandbox-origin.postgres", 4)
 	eventually(t, "three reports", func() bool { return len(get().GetDeletion().GetStoresPending()) == 1 })
 	require.Nil(t, get().GetCertificate())
 	h.report(a, aID, "secrets-vault", 7, 1, 2)
