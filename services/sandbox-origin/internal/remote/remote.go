@@ -33,6 +33,10 @@ type Client struct {
 	CallTimeout time.Duration
 }
 
+// system is ctx without an owner: the methods of apps this service calls are system methods,
+// which refuse a caller asserting an owner, and a ticket request arrives with the viewer's.
+func system(ctx context.Context) context.Context { return owner.NewContext(ctx, owner.Owner{}) }
+
 func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	d := c.CallTimeout
 	if d == 0 {
@@ -43,7 +47,7 @@ func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFu
 
 // Fetch asks apps for the app to serve.
 func (c *Client) Fetch(ctx context.Context, app uuid.UUID) (*appcache.App, error) {
-	ctx, cancel := c.timeout(ctx)
+	ctx, cancel := c.timeout(system(ctx))
 	defer cancel()
 	resp, err := c.Apps.GetServableApp(ctx, &appsv1.GetServableAppRequest{AppId: app.String()})
 	if code := status.Code(err); code == codes.NotFound || code == codes.FailedPrecondition {
@@ -75,7 +79,7 @@ func (c *Client) Fetch(ctx context.Context, app uuid.UUID) (*appcache.App, error
 
 // CheckViewer asks apps whether viewer is the owner or a collaborator of app.
 func (c *Client) CheckViewer(ctx context.Context, app uuid.UUID, viewer owner.ID) (bool, error) {
-	ctx, cancel := c.timeout(ctx)
+	ctx, cancel := c.timeout(system(ctx))
 	defer cancel()
 	resp, err := c.Apps.CheckViewer(ctx, &appsv1.CheckViewerRequest{AppId: app.String(), ViewerOwnerId: viewer.String()})
 	if status.Code(err) == codes.NotFound {
@@ -89,7 +93,7 @@ func (c *Client) CheckViewer(ctx context.Context, app uuid.UUID, viewer owner.ID
 
 // CheckShareToken asks apps whether token opens app, and until when.
 func (c *Client) CheckShareToken(ctx context.Context, app uuid.UUID, token secret.Value) (time.Time, bool, error) {
-	ctx, cancel := c.timeout(ctx)
+	ctx, cancel := c.timeout(system(ctx))
 	defer cancel()
 	resp, err := c.Apps.CheckShareToken(ctx, &appsv1.CheckShareTokenRequest{AppId: app.String(), Token: token.Reveal()})
 	if code := status.Code(err); code == codes.NotFound || code == codes.InvalidArgument {
