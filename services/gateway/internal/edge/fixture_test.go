@@ -295,7 +295,7 @@ type options struct {
 }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	idp    *testidp.IdP
 	tenant *fakeTenant
 	cache  *auth.Cache
@@ -305,7 +305,7 @@ type fixture struct {
 	logs   *syncBuffer
 }
 
-func newFixture(t *testing.T, opt options) *fixture {
+func newFixture(t testing.TB, opt options) *fixture {
 	t.Helper()
 	if opt.ipRate == 0 {
 		opt.ipRate, opt.ipBurst = 1e6, 1e6
@@ -376,7 +376,7 @@ type response struct {
 }
 
 // json decodes the body into a map.
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(r.body, &m), "body: %s", r.body)
@@ -384,7 +384,7 @@ func (r response) json(t *testing.T) map[string]any {
 }
 
 // statusCode is the google.rpc.Status code of an error body.
-func (r response) statusCode(t *testing.T) codes.Code {
+func (r response) statusCode(t testing.TB) codes.Code {
 	t.Helper()
 	m := r.json(t)
 	require.Contains(t, m, "code", "an error body is a google.rpc.Status: %s", r.body)
