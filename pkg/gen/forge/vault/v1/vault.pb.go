@@ -38,6 +38,9 @@ const (
 	Purpose_PURPOSE_SERVE                    Purpose = 6
 	// PURPOSE_REWRAP moves stored ciphertext to the newest key version (Rewrap).
 	Purpose_PURPOSE_REWRAP Purpose = 7
+	// PURPOSE_SECRET_MANAGEMENT is recorded by the vault for the owner's management of secrets
+	// and keys (and apps' registry calls); no caller may declare it.
+	Purpose_PURPOSE_SECRET_MANAGEMENT Purpose = 8
 )
 
 // Enum value maps for Purpose.
@@ -51,6 +54,7 @@ var (
 		5: "PURPOSE_EXPORT",
 		6: "PURPOSE_SERVE",
 		7: "PURPOSE_REWRAP",
+		8: "PURPOSE_SECRET_MANAGEMENT",
 	}
 	Purpose_value = map[string]int32{
 		"PURPOSE_UNSPECIFIED":              0,
@@ -61,6 +65,7 @@ var (
 		"PURPOSE_EXPORT":                   5,
 		"PURPOSE_SERVE":                    6,
 		"PURPOSE_REWRAP":                   7,
+		"PURPOSE_SECRET_MANAGEMENT":        8,
 	}
 )
 
@@ -1455,7 +1460,7 @@ func (x *RewrapResponse) GetKeyVersion() uint32 {
 type AuditEntry struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	EntryId string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
-	// workload is the SPIFFE ID of the caller.
+	// workload is the SPIFFE ID of the caller (the vault's own for its background work).
 	Workload string `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
 	Action   string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// subject is the secret name or key version used.
@@ -2159,7 +2164,7 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x13ShredTenantResponse\x124\n" +
 	"\x16key_versions_destroyed\x18\x01 \x03(\rR\x14keyVersionsDestroyed\x12'\n" +
 	"\x0fsecrets_deleted\x18\x02 \x01(\x03R\x0esecretsDeleted\x12!\n" +
-	"\frows_deleted\x18\x03 \x01(\x03R\vrowsDeleted*\xd5\x01\n" +
+	"\frows_deleted\x18\x03 \x01(\x03R\vrowsDeleted*\xf4\x01\n" +
 	"\aPurpose\x12\x17\n" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PURPOSE_APP_CONTENT\x10\x01\x12\x1d\n" +
@@ -2168,7 +2173,8 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x14PURPOSE_PROMPT_BUILD\x10\x04\x12\x12\n" +
 	"\x0ePURPOSE_EXPORT\x10\x05\x12\x11\n" +
 	"\rPURPOSE_SERVE\x10\x06\x12\x12\n" +
-	"\x0ePURPOSE_REWRAP\x10\a2\x98\x04\n" +
+	"\x0ePURPOSE_REWRAP\x10\a\x12\x1d\n" +
+	"\x19PURPOSE_SECRET_MANAGEMENT\x10\b2\x98\x04\n" +
 	"\rSecretService\x12v\n" +
 	"\tPutSecret\x12 .forge.vault.v1.PutSecretRequest\x1a!.forge.vault.v1.PutSecretResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/apps/{app_id}/secrets\x12y\n" +
 	"\vListSecrets\x12\".forge.vault.v1.ListSecretsRequest\x1a#.forge.vault.v1.ListSecretsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/apps/{app_id}/secrets\x12\x8d\x01\n" +

@@ -1,0 +1,143 @@
+// Package keybackup keeps the vault's own backup of every wrapped tenant key version in object
+// storage (gocloud.dev/blob: a local directory in development, a bucket in production). It is
+// the only backup of tenant keys (database dumps exclude the key table), so that deleting a
+// tenant's objects here is all it takes for a shred to reach the backups too. The objects hold
+// only wrapped keys: reading them yields nothing without the region's root key.
+package keybackup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// buckets (development)
+	"gocloud.dev/gcerrors"
+
+	"github.com/forgeapps/backbone/pkg/owner"
+
+	"github.com/forgeapps/backbone/services/secrets-vault/internal/vault"
+)
+
+// prefix is where key objects live in the bucket: keyring/<owner_id>/<version>.json.
+const prefix = "keyring/"
+
+// Bucket implements vault.KeyBackup over a gocloud.dev bucket.
+type Bucket struct {
+	b *blob.Bucket
+}
+
+// Open opens the bucket at url (for example file:///var/lib/forge/keyring?create_dir=1, or
+// s3://bucket?region=... when the binary registers that driver).
+func Open(ctx context.Context, rawURL string) (*Bucket, error) {
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" && u.Path != "" {
+		// A development directory is created on first start, readable by the service only.
+		if err := os.MkdirAll(u.Path, 0o700); err != nil {
+			return nil, fmt.Errorf("keybackup: open: %w", err)
+		}
+	}
+	b, err := blob.OpenBucket(ctx, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("keybackup: open: %w", err)
+	}
+	return &Bucket{b: b}, nil
+}
+
+// New wraps an open bucket.
+func New(b *blob.Bucket) *Bucket { return &Bucket{b: b} }
+
+// Close closes the bucket.
+func (k *Bucket) Close() error { return k.b.Close() }
+
+// record is one backed-up key version as stored.
+type record struct {
+	OwnerID string    `json:"owner_id"`
+	Version uint32    `json:"version"`
+	KEKID   string    `json:"kek_id"`
+	Wrapped []byte    `json:"wrapped"`
+	Created time.Time `json:"created_at"`
+}
+
+func ownerPrefix(o owner.ID) string { return prefix + o.String() + "/" }
+
+func key(o owner.ID, v uint32) string {
+	return fmt.Sprintf("%s%010d.json", ownerPrefix(o), v)
+}
+
+// Put implements vault.KeyBackup.
+func (k *Bucket) Put(ctx context.Context, wk vault.WrappedKey) error {
+	body, err := json.Marshal(record{OwnerID: wk.Owner.String(), Version: wk.Version, KEKID: wk.KEKID, Wrapped: wk.Wrapped, Created: wk.Created})
+	if err != nil {
+		return fmt.Errorf("keybackup: put: %w", err)
+	}
+	if err := k.b.WriteAll(ctx, key(wk.Owner, wk.Version), body, &blob.WriterOptions{ContentType: "application/json"}); err != nil {
+		return fmt.Errorf("keybackup: put: %w", err)
+	}
+	return nil
+}
+
+// Get reads one backed-up version (for restores and tests).
+func (k *Bucket) Get(ctx context.Context, o owner.ID, v uint32) (vault.WrappedKey, error) {
+	body, err := k.b.ReadAll(ctx, key(o, v))
+	if err != nil {
+		return vault.WrappedKey{}, fmt.Errorf("keybackup: get: %w", err)
+	}
+	var r record
+	if err := json.Unmarshal(body, &r); err != nil {
+		return vault.WrappedKey{}, fmt.Errorf("keybackup: get: %w", err)
+	}
+	if r.OwnerID != o.String() || r.Version != v {
+		return vault.WrappedKey{}, errors.New("keybackup: get: object does not match its name")
+	}
+	return vault.WrappedKey{Owner: o, Version: r.Version, KEKID: r.KEKID, Wrapped: r.Wrapped, Created: r.Created}, nil
+}
+
+// Versions implements vault.KeyBackup.
+func (k *Bucket) Versions(ctx context.Context, o owner.ID) ([]uint32, error) {
+	var out []uint32
+	it := k.b.List(&blob.ListOptions{Prefix: ownerPrefix(o)})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keybackup: list: %w", err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, ownerPrefix(o)), ".json")
+		v, err := strconv.ParseUint(name, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("keybackup: list: unexpected object %q", obj.Key)
+		}
+		out = append(out, uint32(v))
+	}
+}
+
+// Delete implements vault.KeyBackup; deleting what is already gone is not an error.
+func (k *Bucket) Delete(ctx context.Context, o owner.ID, versions []uint32) error {
+	for _, v := range versions {
+		if err := k.b.Delete(ctx, key(o, v)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return fmt.Errorf("keybackup: delete: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeleteOwner implements vault.KeyBackup.
+func (k *Bucket) DeleteOwner(ctx context.Context, o owner.ID) (int, error) {
+	versions, err := k.Versions(ctx, o)
+	if err != nil {
+		return 0, err
+	}
+	if err := k.Delete(ctx, o, versions); err != nil {
+		return 0, err
+	}
+	return len(versions), nil
+}
