@@ -57,7 +57,7 @@ func (w *Workflows) CancelDeletion(ctx context.Context, o owner.Owner) (postgres
 
 // reconcile applies what a deletion's state asks of the other services, under the deletion's
 // row lock: pending and not yet disabled -> DisableTenant and DisableOwner (both idempotent);
-// cancelled and not yet restored -> RestoreTenant. Listings and share links removed at the
+// cancelled and not yet restored -> RestoreTenant and RestoreOwner. Listings and share links removed at the
 // request stay removed after a cancel: the owner re-shares.
 func (w *Workflows) reconcile(ctx context.Context, o owner.ID, id uuid.UUID) (postgres.Deletion, error) {
 	sys := system(ctx)
@@ -80,6 +80,10 @@ func (w *Workflows) reconcile(ctx context.Context, o owner.ID, id uuid.UUID) (po
 			if _, err := w.cfg.Tenant.RestoreTenant(cctx, &tenantv1.RestoreTenantRequest{OwnerId: o.String()}); err != nil {
 				w.metrics.reconcileFails.Add(ctx, 1, metric.WithAttributes(attrOutcome("restore_tenant")))
 				return postgres.Update{}, fmt.Errorf("tenant RestoreTenant: %w", err)
+			}
+			if _, err := w.cfg.Apps.RestoreOwner(cctx, &appsv1.RestoreOwnerRequest{OwnerId: o.String()}); err != nil {
+				w.metrics.reconcileFails.Add(ctx, 1, metric.WithAttributes(attrOutcome("restore_owner")))
+				return postgres.Update{}, fmt.Errorf("apps RestoreOwner: %w", err)
 			}
 			now := w.cfg.Clock.Now()
 			return postgres.Update{Restored: &now}, nil
