@@ -3,8 +3,8 @@ package apps
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -22,7 +22,10 @@ func (s *Service) resolve(ctx context.Context, c Caller, appID uuid.UUID) (Acces
 	if c.Owner.IsZero() {
 		return Access{}, errNotFound()
 	}
-	o, role, err := s.store.Resolve(ctx, c.Owner, appID)
+	o, role, disabled, err := s.store.Resolve(ctx, c.Owner, appID)
+	if disabled {
+		return Access{}, errDisabled()
+	}
 	if err != nil {
 		return Access{}, err
 	}
@@ -30,6 +33,21 @@ func (s *Service) resolve(ctx context.Context, c Caller, appID uuid.UUID) (Acces
 		return Access{}, errNotFound()
 	}
 	return Access{AppID: appID, Owner: o, Role: role, Caller: c}, nil
+}
+
+// errDisabled answers every request of a tenant whose deletion is pending, as the edge does.
+func errDisabled() error { return fault.FailedPrecondition("the account is pending deletion") }
+
+// refuseDisabled refuses a transaction's owner whose deletion is pending.
+func refuseDisabled(ctx context.Context, tx StoreTx) error {
+	disabled, err := tx.Disabled(ctx)
+	if err != nil {
+		return err
+	}
+	if disabled {
+		return errDisabled()
+	}
+	return nil
 }
 
 // resolveOwner is resolve for owner-only methods: a collaborator learns the app exists (they
@@ -100,8 +118,8 @@ func versionFileKey(o owner.ID, appID uuid.UUID, version int32, path string) str
 	return fmt.Sprintf("%sversions/%d/%s", appPrefix(o, appID), version, pathHash(path))
 }
 
-func listingFileKey(o owner.ID, listingID uuid.UUID, path string) string {
-	return o.String() + "/listings/" + listingID.String() + "/" + pathHash(path)
+func listingFileKey(o owner.ID, listingID uuid.UUID, version int32, path string) string {
+	return fmt.Sprintf("%s/listings/%s/%d/%s", o, listingID, version, pathHash(path))
 }
 
 // Page tokens are opaque to clients: a kind byte (so a token of one listing is refused by

@@ -39,6 +39,9 @@ func (s *Service) CreateApp(ctx context.Context, c Caller, in AppInput) (App, er
 // insertApp stores a new app, registers it with the vault and announces it.
 func (s *Service) insertApp(ctx context.Context, rec AppRecord) error {
 	err := s.store.Tx(ctx, rec.Owner, func(ctx context.Context, tx StoreTx) error {
+		if err := refuseDisabled(ctx, tx); err != nil {
+			return err
+		}
 		if err := tx.InsertApp(ctx, rec); err != nil {
 			return err
 		}
@@ -142,6 +145,9 @@ func (s *Service) ListApps(ctx context.Context, c Caller, size int32, token stri
 	limit := pageSize(size)
 	var recs []AppRecord
 	err = s.store.Tx(ctx, c.Owner, func(ctx context.Context, tx StoreTx) error {
+		if err := refuseDisabled(ctx, tx); err != nil {
+			return err
+		}
 		recs, err = tx.Apps(ctx, after, limit+1)
 		return err
 	})
@@ -170,6 +176,9 @@ func (s *Service) ListSharedApps(ctx context.Context, c Caller, size int32, toke
 		return nil, "", err
 	}
 	limit := pageSize(size)
+	if err := s.store.Tx(ctx, c.Owner, refuseDisabled); err != nil {
+		return nil, "", err
+	}
 	shared, err := s.store.SharedWithMe(ctx, c.Owner, after, limit+1)
 	if err != nil {
 		return nil, "", err

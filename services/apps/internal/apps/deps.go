@@ -256,8 +256,9 @@ type Store interface {
 	// Tx runs fn in an owner transaction of o.
 	Tx(ctx context.Context, o owner.ID, fn func(ctx context.Context, tx StoreTx) error) error
 	// Resolve finds the caller's role on an app: owner (RLS-scoped read) or collaborator
-	// (the reviewed collaborator_access path). fault NotFound otherwise.
-	Resolve(ctx context.Context, caller owner.ID, appID uuid.UUID) (owner.ID, Role, error)
+	// (the reviewed collaborator_access path), fault NotFound otherwise; and whether the
+	// caller itself is disabled (deletion pending), whatever the app.
+	Resolve(ctx context.Context, caller owner.ID, appID uuid.UUID) (o owner.ID, r Role, callerDisabled bool, err error)
 	// SharedWithMe pages through the apps other tenants shared with viewer.
 	SharedWithMe(ctx context.Context, viewer owner.ID, after *Cursor, limit int) ([]SharedApp, error)
 	// AppOwner finds the owner of an app whose owner is not disabled (sandbox origin).
@@ -315,6 +316,8 @@ type StoreTx interface {
 	Collaborators(ctx context.Context, appID uuid.UUID) ([]CollaboratorRecord, error)
 	DeleteCollaborator(ctx context.Context, appID, id uuid.UUID) error
 
+	// ListingID returns the ID of the app's listing, if it has one.
+	ListingID(ctx context.Context, appID uuid.UUID) (uuid.UUID, bool, error)
 	// UpsertListing replaces the app's listing (and its files); it returns the previous
 	// listing's object keys, to delete after commit.
 	UpsertListing(ctx context.Context, l ListingRecord) (oldKeys []string, err error)

@@ -81,10 +81,18 @@ func (s *Service) PublishApp(ctx context.Context, c Caller, appID uuid.UUID) (Li
 				return fault.FailedPrecondition("%s holds what looks like an API key; keep it in a secret of the app", f.Path)
 			}
 		}
-		l := ListingRecord{ID: uuid.New(), Owner: a.Owner, AppID: appID, Name: s.sanitize(opened[0].Name),
+		// Publishing again refreshes the same listing: its ID (and so its links) stays.
+		listingID, ok, err := tx.ListingID(ctx, appID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			listingID = uuid.New()
+		}
+		l := ListingRecord{ID: listingID, Owner: a.Owner, AppID: appID, Name: s.sanitize(opened[0].Name),
 			Description: s.sanitize(opened[0].Description), Version: rec.CurrentVersion, Published: s.clock()}
 		for _, f := range files {
-			key := listingFileKey(a.Owner, l.ID, f.Path)
+			key := listingFileKey(a.Owner, l.ID, l.Version, f.Path)
 			if err := s.blobs.Put(ctx, key, f.Content); err != nil {
 				return fmt.Errorf("store listing file: %w", err)
 			}
@@ -110,7 +118,18 @@ func (s *Service) PublishApp(ctx context.Context, c Caller, appID uuid.UUID) (Li
 		s.deleteObjects(ctx, written)
 		return Listing{}, ensureFound(err)
 	}
-	s.deleteObjects(ctx, oldKeys)
+	// The same version published again wrote the same keys: keep those.
+	kept := map[string]bool{}
+	for _, k := range written {
+		kept[k] = true
+	}
+	var stale []string
+	for _, k := range oldKeys {
+		if !kept[k] {
+			stale = append(stale, k)
+		}
+	}
+	s.deleteObjects(ctx, stale)
 	return out, nil
 }
 

@@ -104,18 +104,6 @@ func (s *Service) CreateShareLink(ctx context.Context, c Caller, appID uuid.UUID
 	return ShareLink{ID: l.ID, Created: l.Created, Expires: l.Expires}, tok, url, nil
 }
 
-// refuseDisabled refuses what would re-open an owner that DisableOwner closed.
-func refuseDisabled(ctx context.Context, tx StoreTx) error {
-	disabled, err := tx.Disabled(ctx)
-	if err != nil {
-		return err
-	}
-	if disabled {
-		return fault.FailedPrecondition("the account is pending deletion")
-	}
-	return nil
-}
-
 // ListShareLinks lists an app's live links (owner only).
 func (s *Service) ListShareLinks(ctx context.Context, c Caller, appID uuid.UUID) ([]ShareLink, error) {
 	a, err := s.resolveOwner(ctx, c, appID)
@@ -246,4 +234,3 @@ func (s *Service) RemoveCollaborator(ctx context.Context, c Caller, appID, colID
 		return tx.AccessChanged(ctx, appID, AccessCollaboratorRemoved)
 	})
 }
-

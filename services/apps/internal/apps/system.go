@@ -53,7 +53,10 @@ func (s *Service) GetServableApp(ctx context.Context, appID uuid.UUID) (Servable
 // CheckViewer says what viewer is to an app (owner or collaborator), for view tickets. Anyone
 // else, and every viewer of a disabled owner's app, gets NotFound.
 func (s *Service) CheckViewer(ctx context.Context, appID uuid.UUID, viewer owner.ID) (Role, owner.ID, error) {
-	o, role, err := s.store.Resolve(ctx, viewer, appID)
+	o, role, disabled, err := s.store.Resolve(ctx, viewer, appID)
+	if disabled {
+		return RoleNone, owner.ID{}, errNotFound()
+	}
 	if err != nil {
 		return RoleNone, owner.ID{}, err
 	}
@@ -305,4 +308,3 @@ func (s *Service) Purge(ctx context.Context, o owner.ID, deletionID uuid.UUID) e
 		return tx.PurgeCompleted(ctx, deletionID, total.Rows, total.Objects)
 	})
 }
-

@@ -56,14 +56,15 @@ func TestResolveOwnerCollaboratorStranger(t *testing.T) {
 	alice, bob, carol := owner.New(), owner.New(), owner.New()
 	app := insertApp(t, s, alice)
 
-	o, role, err := s.Resolve(ctx, alice, app)
+	o, role, disabled, err := s.Resolve(ctx, alice, app)
 	require.NoError(t, err)
+	require.False(t, disabled)
 	require.Equal(t, alice, o)
 	require.Equal(t, apps.RoleOwner, role)
 
-	_, _, err = s.Resolve(ctx, bob, app)
+	_, _, _, err = s.Resolve(ctx, bob, app)
 	require.True(t, fault.Is(err, fault.KindNotFound))
-	_, _, missing := s.Resolve(ctx, bob, uuid.New())
+	_, _, _, missing := s.Resolve(ctx, bob, uuid.New())
 	require.Equal(t, missing.Error(), err.Error(), "a stranger's answer is the missing ID's")
 
 	col := uuid.New()
@@ -71,11 +72,11 @@ func TestResolveOwnerCollaboratorStranger(t *testing.T) {
 		return tx.InsertCollaborator(ctx, apps.CollaboratorRecord{ID: col, AppID: app, Member: bob, Email: []byte("ct"),
 			KeyVersion: 1, Role: apps.RoleEditor, Created: time.Now()})
 	}))
-	o, role, err = s.Resolve(ctx, bob, app)
+	o, role, _, err = s.Resolve(ctx, bob, app)
 	require.NoError(t, err)
 	require.Equal(t, alice, o)
 	require.Equal(t, apps.RoleEditor, role)
-	_, _, err = s.Resolve(ctx, carol, app)
+	_, _, _, err = s.Resolve(ctx, carol, app)
 	require.True(t, fault.Is(err, fault.KindNotFound))
 
 	// The collaborator reads nothing of alice's rows under its own owner: RLS holds.
@@ -90,8 +91,10 @@ func TestResolveOwnerCollaboratorStranger(t *testing.T) {
 		_, _, _, err := tx.Disable(ctx, time.Now())
 		return err
 	}))
-	_, _, err = s.Resolve(ctx, bob, app)
+	_, _, _, err = s.Resolve(ctx, bob, app)
 	require.True(t, fault.Is(err, fault.KindNotFound))
+	_, _, disabled, _ = s.Resolve(ctx, alice, app)
+	require.True(t, disabled, "the disabled owner is told so")
 	_, err = s.AppOwner(ctx, app)
 	require.True(t, fault.Is(err, fault.KindNotFound))
 	shared, err := s.SharedWithMe(ctx, bob, nil, 10)
@@ -99,7 +102,7 @@ func TestResolveOwnerCollaboratorStranger(t *testing.T) {
 	require.Empty(t, shared)
 
 	require.NoError(t, s.Tx(ctx, alice, func(ctx context.Context, tx apps.StoreTx) error { return tx.Restore(ctx) }))
-	_, _, err = s.Resolve(ctx, bob, app)
+	_, _, _, err = s.Resolve(ctx, bob, app)
 	require.NoError(t, err)
 	got, err := s.AppOwner(ctx, app)
 	require.NoError(t, err)
@@ -108,6 +111,18 @@ func TestResolveOwnerCollaboratorStranger(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, shared, 1)
 	require.Equal(t, col, shared[0].CollabID)
+
+	// A disabled collaborator reaches nobody's app either.
+	require.NoError(t, s.Tx(ctx, bob, func(ctx context.Context, tx apps.StoreTx) error {
+		_, _, _, err := tx.Disable(ctx, time.Now())
+		return err
+	}))
+	_, _, disabled, err = s.Resolve(ctx, bob, app)
+	require.True(t, disabled)
+	require.True(t, fault.Is(err, fault.KindNotFound))
+	shared, err = s.SharedWithMe(ctx, bob, nil, 10)
+	require.NoError(t, err)
+	require.Empty(t, shared)
 }
 
 func TestShareLinkOwner(t *testing.T) {
@@ -281,6 +296,6 @@ func TestPurgeRows(t *testing.T) {
 	require.Zero(t, n)
 	require.NoError(t, env.Migrator.QueryRow(ctx, `select count(*) from owner_state where owner_id = $1`, alice).Scan(&n))
 	require.Zero(t, n)
-	_, _, err := s.Resolve(ctx, bob, bobApp)
+	_, _, _, err := s.Resolve(ctx, bob, bobApp)
 	require.NoError(t, err, "another owner's rows stay")
 }

@@ -7,12 +7,18 @@ const appColumns = `a.owner_id, a.id, a.name, a.description, a.key_version, a.vi
 	a.prompt_seq, a.created_at, a.updated_at,
 	exists(select 1 from listings l where l.owner_id = a.owner_id and l.app_id = a.id)`
 
-// sqlResolve: the caller's own app (under RLS), else the reviewed collaborator path.
+// sqlResolve: whether the caller is disabled, and the caller's own app (under RLS) or else
+// the reviewed collaborator path; always one row (owner_id null when neither).
 const sqlResolve = `
-	select a.owner_id, 1::smallint from apps a where a.owner_id = $1 and a.id = $2
-	union all
-	select c.owner_id, c.role from collaborator_access($1, $2) c
-	limit 1`
+	select r.owner_id, r.role,
+		exists(select 1 from owner_state s where s.owner_id = $1 and s.disabled_at is not null)
+	from (select 1) one
+	left join lateral (
+		select a.owner_id, 1::smallint as role from apps a where a.owner_id = $1 and a.id = $2
+		union all
+		select c.owner_id, c.role from collaborator_access($1, $2) c
+		limit 1
+	) r on true`
 
 const sqlSharedApps = `select owner_id, app_id, role, collab_id, created_at from shared_apps($1, $2, $3, $4)`
 
@@ -45,7 +51,7 @@ const (
 		order by a.created_at desc, a.id desc limit $2`
 	sqlAppsAfter = `select ` + appColumns + ` from apps a where a.owner_id = $1 and (a.created_at, a.id) < ($2, $3)
 		order by a.created_at desc, a.id desc limit $4`
-	sqlAppsByID = `select ` + appColumns + ` from apps a where a.owner_id = $1 and a.id = any($2::uuid[])`
+	sqlAppsByID  = `select ` + appColumns + ` from apps a where a.owner_id = $1 and a.id = any($2::uuid[])`
 	sqlUpdateApp = `
 		update apps set name = $3, description = $4, key_version = $5, visibility = $6, current_version = $7, updated_at = $8
 		where owner_id = $1 and id = $2`
@@ -127,6 +133,7 @@ const (
 )
 
 const (
+	sqlListingID     = `select id from listings where owner_id = $1 and app_id = $2`
 	sqlInsertListing = `
 		insert into listings (owner_id, id, app_id, name, description, version, published_at)
 		values ($1, $2, $3, $4, $5, $6, $7)`

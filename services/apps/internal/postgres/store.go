@@ -43,20 +43,21 @@ func (s *Store) Tx(ctx context.Context, o owner.ID, fn func(ctx context.Context,
 func notFound(what string) error { return fault.NotFound("%s not found", what) }
 
 // Resolve reads the caller's own app under RLS, or else asks the reviewed collaborator path,
-// in one round trip.
-func (s *Store) Resolve(ctx context.Context, caller owner.ID, appID uuid.UUID) (owner.ID, apps.Role, error) {
+// in one round trip; it also reports whether the caller is disabled.
+func (s *Store) Resolve(ctx context.Context, caller owner.ID, appID uuid.UUID) (owner.ID, apps.Role, bool, error) {
 	var (
-		o    owner.ID
-		role int16
+		o        *owner.ID
+		role     *int16
+		disabled bool
 	)
-	err := s.db.QueryRow(ctx, caller, sqlResolve, caller, appID).Scan(&o, &role)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return owner.ID{}, apps.RoleNone, notFound("app")
-	}
+	err := s.db.QueryRow(ctx, caller, sqlResolve, caller, appID).Scan(&o, &role, &disabled)
 	if err != nil {
-		return owner.ID{}, apps.RoleNone, fmt.Errorf("resolve app: %w", err)
+		return owner.ID{}, apps.RoleNone, false, fmt.Errorf("resolve app: %w", err)
 	}
-	return o, apps.Role(role), nil
+	if o == nil || role == nil {
+		return owner.ID{}, apps.RoleNone, disabled, notFound("app")
+	}
+	return *o, apps.Role(*role), disabled, nil
 }
 
 // SharedWithMe pages through the apps shared with viewer.
@@ -676,6 +677,18 @@ func (t *storeTx) DeleteCollaborator(ctx context.Context, appID, id uuid.UUID) e
 	return nil
 }
 
+func (t *storeTx) ListingID(ctx context.Context, appID uuid.UUID) (uuid.UUID, bool, error) {
+	var id uuid.UUID
+	err := t.tx.QueryRow(ctx, sqlListingID, t.Owner(), appID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, false, nil
+	}
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("listing id: %w", err)
+	}
+	return id, true, nil
+}
+
 func (t *storeTx) UpsertListing(ctx context.Context, l apps.ListingRecord) ([]string, error) {
 	old, _, err := t.DeleteListing(ctx, l.AppID)
 	if err != nil {
@@ -853,4 +866,3 @@ func (t *storeTx) PurgeCompleted(ctx context.Context, deletionID uuid.UUID, rows
 	return t.emit(ctx, &eventsv1.PurgeStoreCompleted{Meta: t.meta(), DeletionId: deletionID.String(), Store: "apps",
 		RowsDeleted: rows, ObjectsDeleted: objects})
 }
-

@@ -219,7 +219,8 @@ CALL forge_tenant_table('event_dead_letters');
 -- The reviewed cross-tenant paths. Each runs as the migration role (the table owner, with
 -- BYPASSRLS), answers one narrow question, and says nothing for a disabled owner.
 
--- collaborator_access: (viewer, app) -> (owner, role) when viewer collaborates on app.
+-- collaborator_access: (viewer, app) -> (owner, role) when viewer collaborates on app and
+-- neither of them is disabled.
 -- +goose StatementBegin
 CREATE FUNCTION collaborator_access(viewer uuid, app uuid)
 RETURNS TABLE (owner_id uuid, role smallint)
@@ -230,7 +231,8 @@ AS $$
     SELECT c.owner_id, c.role
     FROM collaborators c
     WHERE c.collaborator_owner_id = viewer AND c.app_id = app
-      AND NOT EXISTS (SELECT 1 FROM owner_state s WHERE s.owner_id = c.owner_id AND s.disabled_at IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM owner_state s
+                      WHERE s.owner_id IN (c.owner_id, viewer) AND s.disabled_at IS NOT NULL)
 $$;
 -- +goose StatementEnd
 
@@ -246,7 +248,8 @@ AS $$
     FROM collaborators c
     WHERE c.collaborator_owner_id = viewer
       AND (after_time IS NULL OR (c.created_at, c.id) > (after_time, after_id))
-      AND NOT EXISTS (SELECT 1 FROM owner_state s WHERE s.owner_id = c.owner_id AND s.disabled_at IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM owner_state s
+                      WHERE s.owner_id IN (c.owner_id, viewer) AND s.disabled_at IS NOT NULL)
     ORDER BY c.created_at, c.id
     LIMIT least(greatest(lim, 1), 101)
 $$;
