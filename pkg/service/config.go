@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,16 +44,12 @@ type Base struct {
 	ShutdownGrace time.Duration
 }
 
-// LoadBase reads the shared settings of service name through getenv.
+// LoadBase reads the shared settings of service name through getenv. What only `serve` needs
+// (addresses, certificates) is checked by CheckServe, and what only `migrate` needs by Main,
+// so a migration Job needs no certificate and no listen address.
 func LoadBase(name string, getenv func(string) string) (Base, error) {
 	var problems []string
-	req := func(key string) string {
-		v := strings.TrimSpace(getenv(key))
-		if v == "" {
-			problems = append(problems, key+" is required")
-		}
-		return v
-	}
+	req := func(key string) string { return strings.TrimSpace(getenv(key)) }
 	def := func(key, fallback string) string {
 		if v := strings.TrimSpace(getenv(key)); v != "" {
 			return v
@@ -94,6 +91,24 @@ func LoadBase(name string, getenv func(string) string) (Base, error) {
 		return Base{}, fmt.Errorf("%s configuration: %s", name, strings.Join(problems, "; "))
 	}
 	return b, nil
+}
+
+// CheckServe reports the settings `serve` needs that are missing.
+func (b Base) CheckServe() error {
+	var missing []string
+	for key, v := range map[string]string{
+		"FORGE_GRPC_ADDR": b.GRPCAddr, "FORGE_TLS_CERT": b.TLS.CertFile,
+		"FORGE_TLS_KEY": b.TLS.KeyFile, "FORGE_TLS_CA": b.TLS.CAFile,
+	} {
+		if v == "" {
+			missing = append(missing, key)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	return fmt.Errorf("%s configuration: %s required to serve", b.Name, strings.Join(missing, ", "))
 }
 
 // LogValue keeps URLs with passwords out of logs when a Base is logged.

@@ -135,6 +135,9 @@ func migrate(ctx context.Context, logger *slog.Logger, spec Spec) error {
 
 func serve(ctx context.Context, logger *slog.Logger, spec Spec, setup Setup) (err error) {
 	b := spec.Base
+	if err := b.CheckServe(); err != nil {
+		return err
+	}
 	logger.InfoContext(ctx, "starting", slog.Any("config", b))
 	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: b.Name, Region: b.Region.String(), OTLPEndpoint: b.OTLPEndpoint})
 	if err != nil {
