@@ -148,6 +148,8 @@ func setup(ctx context.Context, rt *service.Runtime, cfg config.Config) (func(gr
 		}
 	}
 	logger := rt.Logger
+	audit := postgres.NewAuditLog(store, 4096, logger)
+	rt.Go("proxy audit", audit.Run)
 	px, err := proxy.New(proxy.Config{
 		Resolve: rc.ResolveSecret,
 		Audit: func(ctx context.Context, r proxy.Record) {
@@ -155,9 +157,7 @@ func setup(ctx context.Context, rt *service.Runtime, cfg config.Config) (func(gr
 				"secret_name", r.SecretName, "upstream", r.UpstreamHost, "method", r.Method, "status", r.Status,
 				"outcome", r.Outcome, "request_bytes", r.RequestBytes, "response_bytes", r.ResponseBytes,
 				"duration_ms", r.Duration.Milliseconds())
-			if err := store.AuditCall(ctx, r); err != nil {
-				logger.ErrorContext(ctx, "proxy call not audited", "app_id", r.App, "error", err)
-			}
+			audit.Record(ctx, r)
 		},
 		AllowHosts:       cfg.Proxy.AllowHosts,
 		RootCAs:          roots,

@@ -158,15 +158,25 @@ const sqlInsertCall = `INSERT INTO proxy_calls (owner_id, id, app_id, secret_nam
 
 // AuditCall records one proxied call.
 func (s *Store) AuditCall(ctx context.Context, r proxy.Record) error {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return err
-	}
-	return s.DB.Tx(ctx, r.Owner, func(ctx context.Context, tx database.Tx) error {
-		_, err := tx.Exec(ctx, sqlInsertCall, r.Owner, id, r.App, r.SecretName, r.UpstreamHost, r.Method, r.Caller,
-			r.Status, r.Outcome, r.RequestBytes, r.ResponseBytes, r.Duration.Milliseconds())
-		if err != nil {
-			return fmt.Errorf("audit proxy call: %w", err)
+	return s.AuditCalls(ctx, r.Owner, []proxy.Record{r})
+}
+
+// AuditCalls records proxied calls of one owner in one transaction.
+func (s *Store) AuditCalls(ctx context.Context, o owner.ID, recs []proxy.Record) error {
+	return s.DB.Tx(ctx, o, func(ctx context.Context, tx database.Tx) error {
+		for _, r := range recs {
+			if r.Owner != o {
+				return fmt.Errorf("audit proxy call: record of another owner")
+			}
+			id, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, sqlInsertCall, o, id, r.App, r.SecretName, r.UpstreamHost, r.Method, r.Caller,
+				r.Status, r.Outcome, r.RequestBytes, r.ResponseBytes, r.Duration.Milliseconds())
+			if err != nil {
+				return fmt.Errorf("audit proxy call: %w", err)
+			}
 		}
 		return nil
 	})

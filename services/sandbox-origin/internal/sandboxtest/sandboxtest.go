@@ -169,15 +169,14 @@ func Start(tb testing.TB, opts Options) *Sandbox {
 	s.Domain, err = origin.ParseDomain("apps.localhost:" + strconv.Itoa(lis.Addr().(*net.TCPAddr).Port))
 	require.NoError(tb, err)
 
+	audit := postgres.NewAuditLog(s.Store, 1024, logger)
 	sealer, err := origin.NewSealer(secret.New("0123456789abcdef0123456789abcdef"), s.Clock.Now)
 	require.NoError(tb, err)
 	px, err := proxy.New(proxy.Config{
 		Resolve: s.Remote.ResolveSecret,
 		Audit: func(ctx context.Context, r proxy.Record) {
 			logger.InfoContext(ctx, "proxy call", "app_id", r.App, "secret_name", r.SecretName, "outcome", r.Outcome)
-			if err := s.Store.AuditCall(ctx, r); err != nil {
-				logger.ErrorContext(ctx, "proxy call not audited", "error", err)
-			}
+			audit.Record(ctx, r)
 		},
 		AllowHosts: opts.ProxyAllow, RootCAs: opts.ProxyRoots,
 		MaxRequestBytes: 1 << 16, MaxResponseBytes: 1 << 20, Timeout: 5 * time.Second, HeaderTimeout: 2 * time.Second,
@@ -194,6 +193,11 @@ func Start(tb testing.TB, opts Options) *Sandbox {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = audit.Run(ctx)
+	}()
 	if opts.Events {
 		s.NATS = natstest.Start(tb)
 		s.JetStream = s.NATS.JetStream(tb)
