@@ -14,6 +14,7 @@ import (
 )
 
 func TestGetAndUpdateAccount(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 

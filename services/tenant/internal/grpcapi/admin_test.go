@@ -18,6 +18,7 @@ import (
 )
 
 func TestChangePlan(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	ctx := ctxT(t)
@@ -36,6 +37,7 @@ func TestChangePlan(t *testing.T) {
 
 // An eu-west tenant stays on studio: the database holds the rule too.
 func TestEUWestTenantStaysStudio(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{Region: owner.EUWest})
 	p := s.signUp(t, tenantv1.Plan_PLAN_STUDIO, "eu-west")
 	before := s.Snapshot(t)
@@ -48,6 +50,7 @@ func TestEUWestTenantStaysStudio(t *testing.T) {
 }
 
 func TestResolveEmail(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	ctx := ctxT(t)
 	first := s.signUp(t, tenantv1.Plan_PLAN_PRO, "")
@@ -77,6 +80,7 @@ func TestResolveEmail(t *testing.T) {
 }
 
 func TestLookupHomeRegion(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	for _, c := range []tenantv1.TenantAdminServiceClient{s.edge, s.apps, s.admin} {
@@ -127,6 +131,7 @@ func exportAll(t *testing.T, c tenantv1.TenantAdminServiceClient, id owner.ID) (
 }
 
 func TestExportTenant(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	other := s.signUp(t, 0, "")
@@ -155,6 +160,7 @@ func TestExportTenant(t *testing.T) {
 }
 
 func TestPurgeTenant(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	ctx := ctxT(t)
 	p := s.signUp(t, 0, "")
@@ -218,6 +224,7 @@ func TestPurgeTenant(t *testing.T) {
 // naming the home region, and write nothing; an owner context asserting another region is
 // refused by the owner interceptor the same way.
 func TestRequestsForAnotherRegionWriteNothing(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	foreign := owner.New()
 	// The directory row as the cross-region directory will deliver it (a later issue); no

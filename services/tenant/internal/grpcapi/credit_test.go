@@ -15,6 +15,7 @@ import (
 )
 
 func TestGrantAndDebitAreIdempotent(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	ctx := ctxT(t)
@@ -83,6 +84,7 @@ func TestGrantAndDebitAreIdempotent(t *testing.T) {
 // The ledger never goes below zero, however many debits race: 100 goroutines on a pool of 2
 // connections debit 1 credit each from a balance of 37.
 func TestConcurrentDebitsNeverOverdraw(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{MaxConns: 2})
 	p := s.signUp(t, 0, "")
 	s.grant(t, p, 37)
@@ -122,6 +124,7 @@ func TestConcurrentDebitsNeverOverdraw(t *testing.T) {
 
 // Retries of one debit racing each other are applied once.
 func TestConcurrentRetriesApplyOnce(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{MaxConns: 2})
 	p := s.signUp(t, 0, "")
 	s.grant(t, p, 50)
@@ -149,6 +152,7 @@ func TestConcurrentRetriesApplyOnce(t *testing.T) {
 // Pages are stable: entries recorded after the first page do not shift later pages, and the
 // walk visits every entry once.
 func TestListCreditEntriesPages(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	for range 7 {

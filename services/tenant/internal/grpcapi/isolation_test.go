@@ -25,6 +25,7 @@ import (
 // idempotency keys, page tokens) gets what an ID that does not exist gets, and changes
 // nothing of the first tenant (rows read by the migration role, outside RLS).
 func TestCrossTenantMatrix(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	a := s.signUp(t, tenantv1.Plan_PLAN_PRO, "")
 	b := s.signUp(t, 0, "")
@@ -119,6 +120,7 @@ func TestCrossTenantMatrix(t *testing.T) {
 // Bad input on every RPC that takes any gets InvalidArgument and changes nothing. (GetAccount,
 // ListSessions, RevokeAllSessions and GetCreditBalance take no input.)
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	p := s.signUp(t, 0, "")
 	s.grant(t, p, 10)
@@ -281,6 +283,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 // for it before any handler runs; system methods refuse an asserted owner, owner methods a
 // missing one.
 func TestWorkloadTable(t *testing.T) {
+	t.Parallel()
 	s := newSuite(t, tenanttest.Options{})
 	table := grpcapi.Table()
 	var registered []string

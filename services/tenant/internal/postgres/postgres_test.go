@@ -129,3 +129,78 @@ func TestRLSIsTheNetUnderTheQueries(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 5, bal)
 }
+
+// The three SECURITY DEFINER functions are the only ownerless paths, so each is held to its
+// narrow contract directly (not only through the store, whose own checks would hide a
+// widened function): what each returns, and for which rows.
+func TestDefinerFunctionsAreNarrow(t *testing.T) {
+	env, store := newEnv(t, database.Options{})
+	ctx := context.Background()
+	live := signUp(t, store, "live")
+	pending := signUp(t, store, "pending")
+	_, err := store.DisableTenant(ctx, pending.Account.OwnerID)
+	require.NoError(t, err)
+	revoked := signUp(t, store, "revoked")
+	require.NoError(t, store.RevokeSession(ctx, revoked.Account.OwnerID, revoked.Session.ID))
+	// A session that expired a day ago by the database's clock.
+	past := time.Now().Add(-tenant.DefaultSessionTTL - 24*time.Hour)
+	oldStore, err := NewStore(env.DB, store.outbox, Options{Region: owner.USEast, Now: func() time.Time { return past }})
+	require.NoError(t, err)
+	expired := signUp(t, oldStore, "expired")
+
+	results := map[string]string{}
+	rows, err := env.Migrator.Query(ctx, `select p.proname::text, pg_get_function_result(p.oid)
+		from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+		where n.nspname = $1 and p.prosecdef and p.proname = any($2)`, Schema,
+		[]string{FuncIdentityOwner, FuncSessionAuthenticate, FuncAccountResolveEmail})
+	require.NoError(t, err)
+	for rows.Next() {
+		var name, result string
+		require.NoError(t, rows.Scan(&name, &result))
+		results[name] = result
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, map[string]string{
+		FuncIdentityOwner:       "uuid",
+		FuncAccountResolveEmail: "uuid",
+		FuncSessionAuthenticate: "TABLE(owner_id uuid, session_id uuid, expires_at timestamp with time zone)",
+	}, results, "each function returns the owner (and a session's ID and expiry), nothing more")
+
+	hashOf := func(r SignInResult) []byte {
+		h, err := tenant.ParseSessionToken(r.Token)
+		require.NoError(t, err)
+		return h[:]
+	}
+	err = env.DB.SystemTx(ctx, func(ctx context.Context, tx database.Tx) error {
+		var id *string
+		require.NoError(t, tx.QueryRow(ctx, sqlIdentityOwner, "https://idp.test", "live").Scan(&id))
+		require.Equal(t, live.Account.OwnerID.String(), *id)
+		require.NoError(t, tx.QueryRow(ctx, sqlIdentityOwner, "https://idp.test", "nobody").Scan(&id))
+		require.Nil(t, id)
+
+		require.NoError(t, tx.QueryRow(ctx, sqlResolveEmail, "LIVE@example.com").Scan(&id))
+		require.Equal(t, live.Account.OwnerID.String(), *id)
+		require.NoError(t, tx.QueryRow(ctx, sqlResolveEmail, "pending@example.com").Scan(&id))
+		require.Nil(t, id, "a tenant pending deletion is not resolvable")
+
+		count := func(hash []byte, at time.Time) int {
+			rows, err := tx.Query(ctx, sqlSessionAuthenticate, hash, at)
+			require.NoError(t, err)
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			require.NoError(t, rows.Err())
+			return n
+		}
+		now := time.Now()
+		require.Equal(t, 1, count(hashOf(live), now))
+		require.Zero(t, count(hashOf(revoked), now), "revoked")
+		require.Zero(t, count(hashOf(pending), now), "revoked by the disable")
+		require.Zero(t, count(hashOf(live), now.Add(tenant.DefaultSessionTTL+time.Second)), "expired by the caller's clock")
+		require.Zero(t, count(hashOf(expired), now), "expired")
+		require.Zero(t, count(hashOf(expired), past), "a caller's clock in the past cannot revive it")
+		return nil
+	})
+	require.NoError(t, err)
+}
