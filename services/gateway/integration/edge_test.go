@@ -57,6 +57,7 @@ func testTokens(t *testing.T, s *stack) {
 		{name: "tampered ID token", token: testidp.Tamper(t, valid, "mallory@example.com"), want: http.StatusUnauthorized},
 		{name: "tampered session token", token: alice.token[:len(alice.token)-2] + "AA", want: http.StatusUnauthorized},
 		{name: "wrong issuer", token: other.Token(t, testidp.Claims{Email: alice.email}), want: http.StatusUnauthorized},
+		{name: "another issuer's claim on the issuer's key", token: s.idp.Token(t, testidp.Claims{Email: alice.email, Issuer: other.Issuer}), want: http.StatusUnauthorized},
 		{name: "issuer claim forged on another key", token: other.Token(t, testidp.Claims{Email: alice.email, Issuer: s.idp.Issuer}), want: http.StatusUnauthorized},
 		{name: "wrong audience", token: s.idp.Token(t, testidp.Claims{Email: alice.email, Audience: []string{"another-client"}}), want: http.StatusUnauthorized},
 		{name: "unsigned alg none", token: s.idp.UnsignedToken(t, testidp.Claims{Email: alice.email}), want: http.StatusUnauthorized},
@@ -74,7 +75,11 @@ func testTokens(t *testing.T, s *stack) {
 		})
 	}
 	t.Run("sign-in refuses the same tokens", func(t *testing.T) {
-		for _, tok := range []string{tests[2].token, tests[4].token, tests[6].token, tests[8].token, tests[9].token} {
+		for _, tt := range tests[2:] {
+			tok := tt.token
+			if tt.name == "revoked session" || tt.name == "tampered session token" {
+				continue
+			}
 			resp := s.do(req{method: http.MethodPost, path: "/v1/auth/signin", body: `{"id_token":"` + tok + `"}`})
 			require.Equal(t, http.StatusUnauthorized, resp.status, "%s", resp.body)
 			require.Empty(t, resp.header.Get("Set-Cookie"))

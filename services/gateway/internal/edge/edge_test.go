@@ -61,6 +61,7 @@ func TestIDTokensAreVerified(t *testing.T) {
 		{name: "tampered payload", token: testidp.Tamper(t, valid, "mallory@example.com"), want: http.StatusUnauthorized},
 		{name: "forged signature under the issuer's key id", token: f.idp.TokenSignedBy(t, testidp.NewKey(t), testidp.Claims{Email: "alice@example.com"}), want: http.StatusUnauthorized},
 		{name: "wrong issuer", token: other.Token(t, testidp.Claims{Email: "alice@example.com"}), want: http.StatusUnauthorized},
+		{name: "another issuer's claim on our issuer's key", token: f.idp.Token(t, testidp.Claims{Email: "alice@example.com", Issuer: other.Issuer}), want: http.StatusUnauthorized},
 		{name: "issuer claim spoofed on another issuer's key", token: other.Token(t, testidp.Claims{Email: "alice@example.com", Issuer: f.idp.Issuer}), want: http.StatusUnauthorized},
 		{name: "wrong audience", token: f.idp.Token(t, testidp.Claims{Email: "alice@example.com", Audience: []string{"someone-else"}}), want: http.StatusUnauthorized},
 		{name: "unsigned alg none", token: f.idp.UnsignedToken(t, testidp.Claims{Email: "alice@example.com"}), want: http.StatusUnauthorized},
@@ -83,6 +84,17 @@ func TestIDTokensAreVerified(t *testing.T) {
 			require.Empty(t, calls[len(calls)-1].sessionID, "an ID token has no session")
 		})
 	}
+	t.Run("sign-in refuses the same tokens", func(t *testing.T) {
+		signIns := f.tenant.signInCalls()
+		for _, tt := range tests {
+			if tt.want != http.StatusUnauthorized || tt.name == "valid token, no tenant yet" {
+				continue
+			}
+			resp := f.do(req{method: http.MethodPost, path: edge.SignInPath, body: `{"id_token":"` + tt.token + `"}`})
+			require.Equal(t, http.StatusUnauthorized, resp.status, "%s: %s", tt.name, resp.body)
+		}
+		require.Equal(t, signIns, f.tenant.signInCalls(), "no refused token reached SignIn")
+	})
 }
 
 func TestSessionCredentials(t *testing.T) {
