@@ -60,8 +60,9 @@ type Config struct {
 
 // Proxy configures the request-time secret proxy.
 type Proxy struct {
-	// AllowHosts lists upstream hosts (host or host:port) that may resolve to loopback or
-	// private addresses: development and tests only (FORGE_PROXY_ALLOW_HOSTS, comma-separated).
+	// AllowHosts lists upstream hosts ("host", "host:port", or "host[:port]=ip" to pin the name
+	// to an address) that may resolve to loopback or private addresses: development and tests
+	// only (FORGE_PROXY_ALLOW_HOSTS, comma-separated).
 	AllowHosts []string
 	// RootCAsFile adds trusted roots for upstream TLS (FORGE_PROXY_ROOT_CAS; development).
 	RootCAsFile string

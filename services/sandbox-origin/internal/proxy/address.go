@@ -52,7 +52,10 @@ var errDestinationRefused = errors.New("upstream address refused")
 // name that resolves to a public address for the check and a private one for the connection
 // (DNS rebinding) cannot get through: the connection is made to the checked address itself.
 type dialGuard struct {
-	allow    map[string]bool // lower-case "host" or "host:port"
+	allow map[string]bool // lower-case "host" or "host:port"
+	// pin resolves an allowed host to a fixed address (development and tests: a name the
+	// vault accepts, served by a loopback test server).
+	pin      map[string]netip.Addr
 	resolver *net.Resolver
 	timeout  time.Duration
 }
@@ -67,9 +70,14 @@ func (g *dialGuard) DialContext(ctx context.Context, network, addr string) (net.
 	if err != nil || portNum == 0 {
 		return nil, errDestinationRefused
 	}
-	allowPrivate := g.allow[host] || g.allow[net.JoinHostPort(host, port)]
+	hostPort := net.JoinHostPort(host, port)
+	allowPrivate := g.allow[host] || g.allow[hostPort]
 	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
+	if ip, ok := g.pin[hostPort]; ok {
+		ips = []netip.Addr{ip}
+	} else if ip, ok := g.pin[host]; ok {
+		ips = []netip.Addr{ip}
+	} else if ip, err := netip.ParseAddr(host); err == nil {
 		if ip.Is4In6() || ip.Zone() != "" {
 			// A literal IPv4-mapped address says one thing and means another: refused.
 			return nil, errDestinationRefused

@@ -21,10 +21,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -114,7 +116,8 @@ type Config struct {
 	Resolve func(ctx context.Context, o owner.ID, app uuid.UUID, name string) (Secret, error)
 	// Audit records each call; it must not fail the response already sent.
 	Audit func(ctx context.Context, r Record)
-	// AllowHosts may resolve to non-public addresses (development and tests only).
+	// AllowHosts may resolve to non-public addresses (development and tests only): "host",
+	// "host:port", or "host[:port]=ip" to also resolve the name to that address.
 	AllowHosts []string
 	// RootCAs replaces the system roots for upstream TLS when set (tests, development).
 	RootCAs *x509.CertPool
@@ -159,9 +162,17 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	g := &dialGuard{allow: map[string]bool{}, resolver: cfg.Resolver, timeout: cfg.HeaderTimeout}
+	g := &dialGuard{allow: map[string]bool{}, pin: map[string]netip.Addr{}, resolver: cfg.Resolver, timeout: cfg.HeaderTimeout}
 	for _, h := range cfg.AllowHosts {
-		g.allow[strings.ToLower(h)] = true
+		h, addr, pinned := strings.Cut(strings.ToLower(h), "=")
+		g.allow[h] = true
+		if pinned {
+			ip, err := netip.ParseAddr(addr)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: allowed host %q: want host[:port]=ip", h)
+			}
+			g.pin[h] = ip
+		}
 	}
 	tr := &http.Transport{
 		// Never an environment proxy: the request goes where the secret says, from here.
