@@ -74,6 +74,16 @@ func startStack(t *testing.T) *stack {
 		"FORGE_LIFECYCLE_TICK=200ms",
 		"FORGE_PURGE_RETRY_AFTER=20s",
 	}, workload.SandboxOrigin: {"FORGE_CONSOLE_ORIGIN=https://console.localhost:1"}}})
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, l := range strings.Split(s.st.Logs(), "\n") {
+			if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+				t.Log(l)
+			}
+		}
+	})
 	return s
 }
 
@@ -82,7 +92,7 @@ func (s *stack) owner(o owner.ID) context.Context { return grpctest.AsOwner(s.ct
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.After(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(400 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		select {

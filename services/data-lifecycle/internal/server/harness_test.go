@@ -41,7 +41,7 @@ import (
 // secrets-vault are not running here: their addresses refuse connections, so every downstream
 // call fails the way an outage does (the stacktest suite runs them for real).
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	pg      *pgtest.Env
 	nats    *natstest.Server
 	clock   *lifecycle.ManualClock
@@ -62,7 +62,11 @@ type harnessOpts struct {
 	noConsumers bool
 }
 
-func newHarness(t *testing.T, opts harnessOpts) *harness {
+func newHarness(t *testing.T, opts harnessOpts) *harness { return newHarnessOpts(t, opts) }
+
+func newHarnessTB(b *testing.B) *harness { return newHarnessOpts(b, harnessOpts{noConsumers: true}) }
+
+func newHarnessOpts(t testing.TB, opts harnessOpts) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
