@@ -148,8 +148,16 @@ func (s *Service) exportApp(ctx context.Context, o owner.ID, app App, emit func(
 		if refs, err = tx.References(ctx, app.ID); err != nil {
 			return err
 		}
-		versions, err = tx.Versions(ctx, app.ID)
-		return err
+		if versions, err = tx.Versions(ctx, app.ID); err != nil {
+			return err
+		}
+		// The version list carries no object keys; read them per version.
+		for i := range versions {
+			if versions[i].Files, err = tx.VersionFiles(ctx, app.ID, versions[i].Version); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err

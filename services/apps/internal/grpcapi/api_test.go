@@ -13,8 +13,34 @@ import (
 // services takes a while; each scenario makes its own tenants, so they never meet).
 func TestAPI(t *testing.T) {
 	e := newEnv(t)
-	t.Run("owner flow", func(t *testing.T) { testOwnerFlow(t, e) })
-	t.Run("matrix", func(t *testing.T) { e.t = t; testMatrix(t, e) })
+	t.Run("owner flow", func(t *testing.T) { e.t = t; testOwnerFlow(t, e) })
+	for _, sc := range []struct {
+		name string
+		run  func(*testing.T, *env)
+	}{
+		{"matrix", testMatrix},
+		{"collaborator removal", testCollaboratorRemoval},
+		{"share links", testShareLinks},
+		{"discover", testDiscover},
+		{"pasted keys", testPastedKeys},
+		{"uploads", testUploads},
+		{"pagination", testPagination},
+		{"builder and audit", testBuilderAndAudit},
+		{"system callers", testSystemCallers},
+		{"bad input", testBadInput},
+		{"disable restore purge", testDisableRestorePurge},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			e.t = t
+			mark := len(e.logs.String())
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("apps log of the scenario:\n%s", e.logs.String()[mark:])
+				}
+			})
+			sc.run(t, e)
+		})
+	}
 }
 
 func testOwnerFlow(t *testing.T, e *env) {

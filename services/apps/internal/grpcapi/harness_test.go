@@ -17,9 +17,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/forgeapps/backbone/pkg/events"
 	appsv1 "github.com/forgeapps/backbone/pkg/gen/forge/apps/v1"
+	eventsv1 "github.com/forgeapps/backbone/pkg/gen/forge/events/v1"
 	tenantv1 "github.com/forgeapps/backbone/pkg/gen/forge/tenant/v1"
 	"github.com/forgeapps/backbone/pkg/owner"
 	"github.com/forgeapps/backbone/pkg/testkit/grpctest"
@@ -210,6 +212,14 @@ func (e *env) grepStored(needle string) []string {
 		}
 	}
 	return hits
+}
+
+// accessReason decodes an AppAccessChanged payload's reason.
+func accessReason(t testing.TB, payload []byte) string {
+	t.Helper()
+	var ev eventsv1.AppAccessChanged
+	require.NoError(t, proto.Unmarshal(payload, &ev))
+	return ev.GetReason().String()
 }
 
 type syncBuffer struct {
