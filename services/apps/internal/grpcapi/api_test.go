@@ -29,6 +29,7 @@ func TestAPI(t *testing.T) {
 		{"system callers", testSystemCallers},
 		{"bad input", testBadInput},
 		{"disable restore purge", testDisableRestorePurge},
+		{"purge event", testPurgeEvent},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			e.t = t

@@ -47,6 +47,7 @@ type env struct {
 	blobDir string
 	logs    *syncBuffer
 	svc     *apps.Service
+	store   *postgres.Store
 
 	// Clients of apps as each workload.
 	gateway, builder, sandbox, lifecycle, tenantWL clients
@@ -91,8 +92,9 @@ func newEnv(t testing.TB) *env {
 
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	vc := vault.New(st.Dial(t, workload.SecretsVault, workload.Apps), owner.USEast)
+	e.store = postgres.NewStore(e.pg.DB, outbox, owner.USEast)
 	e.svc, err = apps.New(apps.Config{
-		Store: postgres.NewStore(e.pg.DB, outbox, owner.USEast), Crypto: vc, Blobs: blobs, Secrets: vc, Registry: vc,
+		Store: e.store, Crypto: vc, Blobs: blobs, Secrets: vc, Registry: vc,
 		Tenants: tenant.New(st.Dial(t, workload.Tenant, workload.Apps), owner.USEast),
 		Logger:  logger, Region: owner.USEast, SandboxDomain: sandboxDomain,
 	})
@@ -116,6 +118,8 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func postgresStore(e *env) *postgres.Store { return e.store }
 
 // person is a tenant signed in at the tenant service (as the edge would).
 type person struct {
