@@ -33,6 +33,10 @@ type Config struct {
 	BackupRetention time.Duration
 }
 
+// DefaultSigningKeyFile is where the Deployment mounts the certificate signing key (Secret
+// data-lifecycle-signing-key, key key.pem).
+const DefaultSigningKeyFile = "/etc/forge/lifecycle-signing/key.pem"
+
 // Load reads the serve configuration through getenv.
 func Load(getenv func(string) string) (Config, error) {
 	base, err := service.LoadBase(Name, getenv)
@@ -54,7 +58,10 @@ func Load(getenv func(string) string) (Config, error) {
 		VaultAddr:      req("FORGE_VAULT_ADDR"),
 		BlobURL:        req("FORGE_BLOB_URL"),
 		BackupBlobURL:  req("FORGE_BACKUP_BLOB_URL"),
-		SigningKeyFile: req("FORGE_CERT_SIGNING_KEY"),
+		SigningKeyFile: strings.TrimSpace(getenv("FORGE_CERT_SIGNING_KEY")),
+	}
+	if c.SigningKeyFile == "" {
+		c.SigningKeyFile = DefaultSigningKeyFile
 	}
 	c.Tick = duration(getenv, "FORGE_LIFECYCLE_TICK", 5*time.Second, &problems)
 	c.PurgeRetryAfter = duration(getenv, "FORGE_PURGE_RETRY_AFTER", 10*time.Minute, &problems)

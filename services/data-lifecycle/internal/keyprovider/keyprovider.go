@@ -3,7 +3,7 @@
 // so it can never open what the vault wrapped) and the Ed25519 key that signs deletion
 // certificates. Tenant keys are never here: only secrets-vault holds them.
 //
-// Only the file provider (file:///absolute/path, a 32-byte key, mode 0600) is built in, as in
+// Only the file provider (file:///absolute/path, a 32-byte key no other user can read) is built in, as in
 // secrets-vault. A KMS provider implements Wrapper by calling the KMS's encrypt and decrypt
 // with aad as the encryption context, and registers its scheme in Open; IAM then limits the
 // backup job's role to that context.
@@ -66,20 +66,22 @@ func Open(rawURL string) (Wrapper, error) {
 	return nil, fmt.Errorf("keyprovider: scheme %q is not built into this binary", u.Scheme)
 }
 
-// readSecretFile reads a regular file only its owner can read.
+// readSecretFile reads a regular file no other user can read. Symbolic links are followed
+// (Kubernetes mounts Secret keys as links into a versioned directory) and the group may read
+// it (the pod's fsGroup); anyone else may not.
 func readSecretFile(path string, limit int64) ([]byte, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("keyprovider: %q: path must be absolute", path)
 	}
-	fi, err := os.Lstat(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyprovider: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("keyprovider: %s: not a regular file", path)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("keyprovider: %s: mode %04o gives access to group or others; want 0600", path, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o007 != 0 {
+		return nil, fmt.Errorf("keyprovider: %s: mode %04o gives access to other users; want 0600 or 0440", path, fi.Mode().Perm())
 	}
 	f, err := os.Open(path)
 	if err != nil {
