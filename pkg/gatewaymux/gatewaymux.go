@@ -6,15 +6,21 @@
 //
 // grpc-gateway forwards `Grpc-Metadata-*` headers (and a few permanent ones) by default; a
 // client could then send `Grpc-Metadata-X-Forge-Owner-Id` and hope a service believes it. Here
-// nothing is forwarded: the edge authenticates the person itself and puts the verified owner
-// in the request context, from which the client interceptors set the reserved keys.
+// no header goes through the matcher: the edge authenticates the person itself and puts the
+// verified owner in the request context, from which the client interceptors set the reserved
+// keys. grpc-gateway forwards three headers whatever the matcher says (Authorization, and the
+// client's X-Forwarded-For and X-Forwarded-Host prepended to its own); the edge removes them
+// with StripClientHeaders after authenticating, so no service ever sees a person's token.
 package gatewaymux
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/rs/cors"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -33,11 +39,37 @@ func New(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.WithOutgoingTrailerMatcher(DropAllHeaders),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: json}),
 		runtime.WithErrorHandler(runtime.DefaultHTTPErrorHandler),
+		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithDisablePathLengthFallback(),
 		// grpc-gateway keeps the query parser process-wide; every edge mux uses the strict one.
 		runtime.SetQueryParameterParser(&strictQueryParser{}),
 	}
 	return runtime.NewServeMux(append(opts, extra...)...)
+}
+
+// StripClientHeaders removes what grpc-gateway would forward into gRPC metadata despite the
+// drop-all header matcher: Authorization (every service would receive the person's token),
+// Cookie, and client-supplied X-Forwarded-For / X-Forwarded-Host. Call it once the request is
+// authenticated, before handing it to the mux.
+func StripClientHeaders(r *http.Request) {
+	for _, k := range []string{"Authorization", "Cookie", "X-Forwarded-For", "X-Forwarded-Host"} {
+		r.Header.Del(k)
+	}
+}
+
+// routingError answers a request no route matches with the HTTP status the router chose:
+// grpc-gateway's default turns 405 into Unimplemented and so into 501.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	code := codes.NotFound
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		code = codes.Unimplemented
+	case http.StatusBadRequest:
+		code = codes.InvalidArgument
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
+		HTTPStatus: httpStatus, Err: status.Error(code, http.StatusText(httpStatus)),
+	})
 }
 
 // DropAllHeaders is the header matcher of the edge: no HTTP header becomes gRPC metadata and

@@ -15,6 +15,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/forgeapps/backbone/pkg/authz"
 	"github.com/forgeapps/backbone/pkg/gatewaymux"
@@ -33,7 +34,10 @@ func (accounts) GetAccount(ctx context.Context, _ *tenantv1.GetAccountRequest) (
 	if !ok {
 		return nil, errors.New("no owner")
 	}
-	return &tenantv1.GetAccountResponse{Account: &tenantv1.Account{OwnerId: o.ID.String()}}, nil
+	// The service reports what it received of the client's headers, to prove none arrive.
+	md, _ := metadata.FromIncomingContext(ctx)
+	seen := strings.Join(append(append(md.Get("authorization"), md.Get("cookie")...), md.Get("x-forwarded-host")...), ",")
+	return &tenantv1.GetAccountResponse{Account: &tenantv1.Account{OwnerId: o.ID.String(), DisplayName: seen}}, nil
 }
 
 func (accounts) UpdateAccount(ctx context.Context, req *tenantv1.UpdateAccountRequest) (*tenantv1.UpdateAccountResponse, error) {
@@ -60,6 +64,7 @@ func edge(t *testing.T, a owner.ID) http.Handler {
 		if r.Header.Get("Authorization") == "Bearer A" {
 			r = r.WithContext(grpctest.AsOwner(r.Context(), a))
 		}
+		gatewaymux.StripClientHeaders(r)
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -88,6 +93,8 @@ func TestClientHeadersCannotSetTheOwner(t *testing.T) {
 		"X-Forge-Owner-Id":                   victim.String(),
 		"X-Forge-Owner-Region":               "us-east",
 		"Grpc-Metadata-X-Forge-Session-Id":   "s",
+		"Cookie":                             "__Host-forge_session=x",
+		"X-Forwarded-Host":                   "evil.test",
 	}
 
 	code, _ := do(t, h, http.MethodGet, "/v1/account", "", spoofs)
@@ -100,6 +107,17 @@ func TestClientHeadersCannotSetTheOwner(t *testing.T) {
 	code, body := do(t, h, http.MethodGet, "/v1/account", "", withAuth)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, a.String(), body["account"].(map[string]any)["ownerId"], "the request acts as the authenticated tenant")
+	seen := body["account"].(map[string]any)["displayName"].(string)
+	for _, leaked := range []string{"Bearer", "__Host-forge_session", "evil.test"} {
+		require.NotContains(t, seen, leaked, "no credential or client-forwarded header reaches the service")
+	}
+}
+
+func TestUnroutableMethodIs405(t *testing.T) {
+	h := edge(t, owner.New())
+	code, body := do(t, h, http.MethodPut, "/v1/account", "{}", map[string]string{"Authorization": "Bearer A"})
+	require.Equal(t, http.StatusMethodNotAllowed, code)
+	require.NotEmpty(t, body["message"])
 }
 
 func TestOwnerInBodyOrQueryIsRefused(t *testing.T) {

@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Edge, error) {
 		log:      cfg.Logger,
 		auth:     deps.Auth,
 		sessions: deps.Sessions,
-		mux:      gatewaymux.New(runtime.WithRoutingErrorHandler(routingError)),
+		mux:      gatewaymux.New(),
 		byIP:     newLimiter(cfg.IPRate, cfg.IPBurst, maxKeys, cfg.Now),
 		byTenant: newLimiter(cfg.TenantRate, cfg.TenantBurst, maxKeys, cfg.Now),
 		devIdP:   deps.DevIdP,
@@ -142,21 +142,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Edge, error) {
 	}
 	e.handler = gatewaymux.CORS([]string{cfg.ConsoleOrigin}, http.HandlerFunc(e.dispatch))
 	return e, nil
-}
-
-// routingError answers a request no route matches with the HTTP status the router chose:
-// grpc-gateway's default turns 405 into Unimplemented and so into 501.
-func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
-	code := codes.NotFound
-	switch httpStatus {
-	case http.StatusMethodNotAllowed:
-		code = codes.Unimplemented
-	case http.StatusBadRequest:
-		code = codes.InvalidArgument
-	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{
-		HTTPStatus: httpStatus, Err: status.Error(code, http.StatusText(httpStatus)),
-	})
 }
 
 // Routes lists the JSON routes served (for tests and the README).
@@ -260,7 +245,7 @@ func (e *Edge) api(w http.ResponseWriter, r *http.Request) {
 	route, ok := e.router.match(r)
 	if !ok {
 		// No route: grpc-gateway answers 404 or 405 as JSON; nothing is called.
-		stripClientHeaders(r)
+		gatewaymux.StripClientHeaders(r)
 		e.mux.ServeHTTP(w, r)
 		return
 	}
@@ -313,7 +298,7 @@ func (e *Edge) api(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w, limit)
 		return
 	}
-	stripClientHeaders(r)
+	gatewaymux.StripClientHeaders(r)
 	e.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -349,16 +334,6 @@ func changesState(method string) bool {
 		return false
 	}
 	return true
-}
-
-// stripClientHeaders removes what grpc-gateway would otherwise turn into gRPC metadata
-// despite the drop-all header matcher: it always forwards Authorization (so every service
-// would receive the person's token), and it prepends client-supplied X-Forwarded-For and
-// X-Forwarded-Host to the values it derives itself.
-func stripClientHeaders(r *http.Request) {
-	for _, k := range []string{"Authorization", "Cookie", "X-Forwarded-For", "X-Forwarded-Host"} {
-		r.Header.Del(k)
-	}
 }
 
 // limitBody enforces the body limit of a route: a declared length over it is refused before
