@@ -80,6 +80,16 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Logger.Enabled(r.Context(), slog.LevelDebug) {
+		// The path only: a first request's query holds a ticket or a share token.
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			s.cfg.Logger.DebugContext(r.Context(), "http request", "method", r.Method, "host", r.Host,
+				"path", r.URL.Path, "status", rec.status, "fetch_site", r.Header.Get("Sec-Fetch-Site"),
+				"jar_entries", len(r.Cookies()))
+		}()
+		w = rec
+	}
 	apply(w.Header(), s.headers)
 	app, err := s.cfg.Domain.App(r.Host)
 	if err != nil {
@@ -346,4 +356,22 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, certs *mtls.Servin
 		return err
 	}
 	return nil
+}
+
+// statusRecorder remembers the status of a response, for the debug log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Flush passes streaming through (the proxy flushes server-sent events).
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
