@@ -40,6 +40,7 @@ import (
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/config"
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/keyprovider"
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/lifecycle"
+	"github.com/forgeapps/backbone/services/data-lifecycle/internal/postgres"
 )
 
 const dl = workload.DataLifecycle
@@ -333,3 +334,50 @@ func repoRoot(t *testing.T) string {
 }
 
 func code(err error) codes.Code { return status.Code(err) }
+
+// emptySchema empties every table of a service schema, as the administrator (TRUNCATE is
+// never granted to the service roles), ahead of an in-place restore.
+func (s *stack) emptySchema(migrationURL, schema string) {
+	s.t.Helper()
+	u, err := url.Parse(migrationURL)
+	require.NoError(s.t, err)
+	admin, err := url.Parse(pgtest.AdminURL())
+	require.NoError(s.t, err)
+	admin.Path = u.Path
+	conn, err := pgx.Connect(s.ctx, admin.String())
+	require.NoError(s.t, err)
+	defer func() { _ = conn.Close(s.ctx) }()
+	tables, err := pgx.CollectRows(mustQuery(s.t, conn, s.ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'`, schema), pgx.RowTo[string])
+	require.NoError(s.t, err)
+	if len(tables) > 0 {
+		_, err = conn.Exec(s.ctx, `TRUNCATE `+strings.Join(tables, ", ")+` CASCADE`)
+		require.NoError(s.t, err)
+	}
+}
+
+func mustQuery(t *testing.T, conn *pgx.Conn, ctx context.Context, sql string, args ...any) pgx.Rows {
+	t.Helper()
+	r, err := conn.Query(ctx, sql, args...)
+	require.NoError(t, err)
+	return r
+}
+
+// replayDeps connects a ledger replay as data-lifecycle would run it (its database as its
+// runtime role, tenant and apps as the data-lifecycle workload).
+func (s *stack) replayDeps(job *backup.Job) backup.ReplayDeps {
+	s.t.Helper()
+	_, rt, err := s.st.DatabaseURLs(dl)
+	require.NoError(s.t, err)
+	db, err := database.Open(s.ctx, rt, database.Options{Schema: postgres.Schema})
+	require.NoError(s.t, err)
+	s.t.Cleanup(db.Close)
+	ob, err := events.NewOutbox(events.OutboxConfig{Region: owner.DefaultRegion})
+	require.NoError(s.t, err)
+	return backup.ReplayDeps{
+		Ledger: job.Bucket, Store: postgres.New(db, ob),
+		Tenant: tenantv1.NewTenantAdminServiceClient(s.st.Dial(s.t, workload.Tenant, dl)),
+		Apps:   appsv1.NewAppsInternalServiceClient(s.st.Dial(s.t, workload.Apps, dl)),
+		Now:    time.Now, Log: slog.New(slog.DiscardHandler),
+	}
+}
