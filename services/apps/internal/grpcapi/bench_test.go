@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/forgeapps/backbone/pkg/events"
 	appsv1 "github.com/forgeapps/backbone/pkg/gen/forge/apps/v1"
 	tenantv1 "github.com/forgeapps/backbone/pkg/gen/forge/tenant/v1"
-	"github.com/forgeapps/backbone/pkg/events"
 	"github.com/forgeapps/backbone/pkg/owner"
 	"github.com/forgeapps/backbone/pkg/testkit/grpctest"
 	"github.com/forgeapps/backbone/pkg/testkit/pgtest"
