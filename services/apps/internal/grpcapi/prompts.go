@@ -53,7 +53,7 @@ func (h *promptServer) ListPromptReads(ctx context.Context, req *appsv1.ListProm
 	resp := &appsv1.ListPromptReadsResponse{NextPageToken: next, Reads: make([]*appsv1.PromptRead, len(reads))}
 	for i, r := range reads {
 		resp.Reads[i] = &appsv1.PromptRead{ReadId: r.ID.String(), Purpose: appsv1.PromptReadPurpose(r.Purpose),
-			ReaderOwnerId: r.Reader.String(), Workload: "spiffe://forge.internal/" + r.Workload,
+			ReaderOwnerId: r.Reader.String(), Workload: r.Workload,
 			PromptCount: int32(r.PromptCount), ReadTime: ts(r.Time)}
 	}
 	return resp, nil

@@ -945,7 +945,8 @@ type PromptRead struct {
 	// reader_owner_id is the tenant that read (the owner, a collaborator; empty for the
 	// builder and for export, which act for the owner).
 	ReaderOwnerId string `protobuf:"bytes,3,opt,name=reader_owner_id,json=readerOwnerId,proto3" json:"reader_owner_id,omitempty"`
-	// workload is the SPIFFE ID of the workload that made the call.
+	// workload is the name of the workload that made the call (gateway, builder,
+	// data-lifecycle).
 	Workload string `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
 	// prompt_count is how many entries the read returned.
 	PromptCount   int32                  `protobuf:"varint,5,opt,name=prompt_count,json=promptCount,proto3" json:"prompt_count,omitempty"`
