@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"log/slog"
 	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -65,6 +65,7 @@ type stack struct {
 	ctx    context.Context
 	keyDir string
 	backup string // the backup bucket's directory
+	pools  map[string]*pgxpool.Pool
 }
 
 func startStack(t *testing.T) *stack {
@@ -144,7 +145,26 @@ func (s *stack) seed(o owner.ID) string {
 	return id
 }
 
-func (s *stack) pool(svc string) *pgxpool.Pool { return s.st.MigratorPool(s.t, svc) }
+// pool returns one migration-role pool per service for the whole test (the shared server's
+// connection slots are few).
+func (s *stack) pool(svc string) *pgxpool.Pool {
+	if p, ok := s.pools[svc]; ok {
+		return p
+	}
+	if s.pools == nil {
+		s.pools = map[string]*pgxpool.Pool{}
+	}
+	mig, _, err := s.st.DatabaseURLs(svc)
+	require.NoError(s.t, err)
+	cfg, err := pgxpool.ParseConfig(mig)
+	require.NoError(s.t, err)
+	cfg.MaxConns = 2
+	p, err := pgxpool.NewWithConfig(s.ctx, cfg)
+	require.NoError(s.t, err)
+	s.t.Cleanup(p.Close)
+	s.pools[svc] = p
+	return p
+}
 
 func schemaOf(svc string) string {
 	for _, sp := range devstack.Specs() {
