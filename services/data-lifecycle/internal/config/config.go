@@ -26,6 +26,8 @@ type Config struct {
 	BackupBlobURL string
 	// SigningKeyFile holds the Ed25519 key that signs deletion certificates (PEM, 0600).
 	SigningKeyFile string
+	// CreateSigningKey (development mode only) makes a signing key when the file is missing.
+	CreateSigningKey bool
 	// Tick is the scheduler's period; PurgeRetryAfter how long a purge may stay incomplete
 	// before it is fanned out again; BackupRetention how long backups are kept.
 	Tick            time.Duration
@@ -57,8 +59,23 @@ func Load(getenv func(string) string) (Config, error) {
 		AppsAddr:       req("FORGE_APPS_ADDR"),
 		VaultAddr:      req("FORGE_VAULT_ADDR"),
 		BlobURL:        req("FORGE_BLOB_URL"),
-		BackupBlobURL:  req("FORGE_BACKUP_BLOB_URL"),
+		BackupBlobURL:  strings.TrimSpace(getenv("FORGE_BACKUP_BLOB_URL")),
 		SigningKeyFile: strings.TrimSpace(getenv("FORGE_CERT_SIGNING_KEY")),
+	}
+	if base.DevMode && strings.HasPrefix(c.BlobURL, "file://") && !strings.Contains(c.BlobURL, "?") {
+		// Development conveniences (`make run`): the backup bucket and the signing key sit
+		// next to the local object storage; Setup creates the key when it is missing.
+		dir := strings.TrimSuffix(strings.TrimPrefix(c.BlobURL, "file://"), "/")
+		if c.BackupBlobURL == "" {
+			c.BackupBlobURL = "file://" + dir + "-backups?create_dir=true"
+		}
+		if c.SigningKeyFile == "" {
+			c.SigningKeyFile = dir + "-signing.pem"
+			c.CreateSigningKey = true
+		}
+	}
+	if c.BackupBlobURL == "" {
+		problems = append(problems, "FORGE_BACKUP_BLOB_URL is required")
 	}
 	if c.SigningKeyFile == "" {
 		c.SigningKeyFile = DefaultSigningKeyFile

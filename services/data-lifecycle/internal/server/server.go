@@ -6,7 +6,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// buckets (development, tests)
@@ -66,6 +69,14 @@ func Setup(cfg config.Config, clock lifecycle.Clock) service.Setup {
 		ledger, err := blob.OpenBucket(ctx, cfg.BackupBlobURL)
 		if err != nil {
 			return nil, fmt.Errorf("backup storage: %w", err)
+		}
+		if cfg.CreateSigningKey {
+			if _, err := os.Stat(cfg.SigningKeyFile); errors.Is(err, fs.ErrNotExist) {
+				if _, err := keyprovider.WriteSigningKey(cfg.SigningKeyFile); err != nil {
+					return nil, err
+				}
+				rt.Logger.WarnContext(ctx, "development mode: made a certificate signing key", "path", cfg.SigningKeyFile)
+			}
 		}
 		key, err := keyprovider.LoadSigningKey(cfg.SigningKeyFile)
 		if err != nil {
