@@ -73,7 +73,9 @@ const readmeKey = "sk-proj-u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8dKLzdocJ2isAj"
 func TestQuickStart(t *testing.T) {
 	st := stacktest.Start(t, stacktest.Options{
 		Services: []string{workload.SecretsVault, workload.Tenant, workload.Apps, workload.Gateway},
-		DevMode:  true,
+		// Without sandbox-origin in this stack, the launcher sets no sandbox domain: give apps one.
+		Env:     map[string][]string{workload.Apps: {"FORGE_SANDBOX_DOMAIN=apps.localhost:8090"}},
+		DevMode: true,
 	})
 	c := &client{t: t, url: st.GatewayURL, http: st.HTTPClient(t)}
 	alice := c.signIn("alice@example.com", "studio")
@@ -108,7 +110,7 @@ func TestQuickStart(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
 	link := resp.json(t)
 	require.True(t, strings.HasPrefix(link["token"].(string), "fsl_"))
-	require.Contains(t, link["url"], "https://"+appID+".")
+	require.Equal(t, "https://"+strings.ReplaceAll(appID, "-", "")+".apps.localhost:8090/?forge_share="+link["token"].(string), link["url"])
 	resp = c.do(http.MethodPost, "/v1/apps/"+appID+":publish", alice, `{}`)
 	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
 	listingID := resp.json(t)["listing"].(map[string]any)["listingId"].(string)

@@ -7,6 +7,7 @@ package apps
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"time"
 
@@ -123,7 +124,7 @@ type Config struct {
 	// Region is the region this instance serves (every owner it acts for is homed here).
 	Region owner.Region
 	// SandboxDomain is the apps' parent domain with an optional port ("apps.localhost:8090"):
-	// an app opens at https://<app_id>.<SandboxDomain>/.
+	// an app opens at https://<label>.<SandboxDomain>/, label = the app ID without dashes.
 	SandboxDomain string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -170,12 +171,13 @@ func New(cfg Config) (*Service, error) {
 // caller may not see: the two must be indistinguishable.
 func errNotFound() error { return fault.NotFound("app not found") }
 
-// AppURL is where an app opens on its own origin.
+// AppURL is where an app opens on its own origin: the label is the app ID's 32 hex digits
+// (the UUID without its dashes), as sandbox-origin serves it.
 func (s *Service) AppURL(appID uuid.UUID) string {
 	if s.sandboxDomain == "" {
 		return ""
 	}
-	return "https://" + appID.String() + "." + s.sandboxDomain + "/"
+	return "https://" + hex.EncodeToString(appID[:]) + "." + s.sandboxDomain + "/"
 }
 
 // asOwner returns ctx acting for o, for calls to other services made on o's behalf (the

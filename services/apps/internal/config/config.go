@@ -23,7 +23,8 @@ type Config struct {
 	// tenant (FORGE_TENANT_ADDR). Required to serve.
 	VaultAddr, TenantAddr string
 	// SandboxDomain is where apps open (FORGE_SANDBOX_DOMAIN, host[:port]): an app's origin is
-	// https://<app_id>.<SandboxDomain>/. Optional: without it answers carry no URLs.
+	// https://<label>.<SandboxDomain>/ (label: the app ID without dashes). Optional: without
+	// it answers carry no URLs.
 	SandboxDomain string
 }
 

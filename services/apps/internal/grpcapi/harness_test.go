@@ -78,6 +78,9 @@ func newClients(cc grpc.ClientConnInterface) clients {
 
 const sandboxDomain = "apps.test:8443"
 
+// label is an app's origin label: its ID without dashes.
+func label(appID string) string { return strings.ReplaceAll(appID, "-", "") }
+
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	st := stacktest.Start(t, stacktest.Options{Services: []string{workload.SecretsVault, workload.Tenant}})

@@ -2468,7 +2468,7 @@ type CreateShareLinkResponse struct {
 	// padding) of 32 random bytes.
 	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	// url opens the app on its own origin with the token:
-	// https://<app_id>.<sandbox domain>/?forge_share=<token>.
+	// https://<label>.<sandbox domain>/?forge_share=<token>, label = the app ID without dashes.
 	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
