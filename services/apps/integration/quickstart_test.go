@@ -78,7 +78,7 @@ func TestQuickStart(t *testing.T) {
 		DevMode: true,
 	})
 	c := &client{t: t, url: st.GatewayURL, http: st.HTTPClient(t)}
-	alice := c.signIn("alice@example.com", "studio")
+	alice := c.signIn("alice@example.com", "free")
 
 	// Create an app.
 	resp := c.do(http.MethodPost, "/v1/apps", alice, `{"name":"Weather","description":"Forecast for my city"}`)
@@ -111,17 +111,23 @@ func TestQuickStart(t *testing.T) {
 	link := resp.json(t)
 	require.True(t, strings.HasPrefix(link["token"].(string), "fsl_"))
 	require.Equal(t, "https://"+strings.ReplaceAll(appID, "-", "")+".apps.localhost:8090/?forge_share="+link["token"].(string), link["url"])
+	// Collaborators need the studio plan; alice is on the free plan.
+	resp = c.do(http.MethodPost, "/v1/apps/"+appID+"/collaborators", alice, `{"email":"bob@example.com","role":"ROLE_VIEWER"}`)
+	require.Equal(t, http.StatusBadRequest, resp.status, "%s", resp.body)
+	require.Contains(t, string(resp.body), "inviting collaborators needs the studio plan")
 	resp = c.do(http.MethodPost, "/v1/apps/"+appID+":publish", alice, `{}`)
 	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
 	listingID := resp.json(t)["listing"].(map[string]any)["listingId"].(string)
 
 	// A second tenant: not the app, not the prompts; the listing, and a remix of it.
-	bob := c.signIn("bob@example.com", "free")
+	bob := c.signIn("bob@example.com", "pro")
 	foreign := c.do(http.MethodGet, "/v1/apps/"+appID, bob, "")
 	missing := c.do(http.MethodGet, "/v1/apps/00000000-0000-4000-8000-000000000000", bob, "")
 	require.Equal(t, http.StatusNotFound, foreign.status)
 	require.Equal(t, string(missing.body), string(foreign.body))
-	require.Equal(t, http.StatusNotFound, c.do(http.MethodGet, "/v1/apps/"+appID+"/prompts", bob, "").status)
+	prompts := c.do(http.MethodGet, "/v1/apps/"+appID+"/prompts", bob, "")
+	require.Equal(t, http.StatusNotFound, prompts.status)
+	require.Equal(t, string(missing.body), string(prompts.body))
 	resp = c.do(http.MethodGet, "/v1/discover/"+listingID, bob, "")
 	require.Equal(t, http.StatusOK, resp.status, "%s", resp.body)
 	resp = c.do(http.MethodPost, "/v1/discover/"+listingID+":remix", bob, `{"name":"My weather"}`)
