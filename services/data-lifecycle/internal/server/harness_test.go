@@ -60,6 +60,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type harnessOpts struct {
 	noConsumers bool
+	interrupt   func(step string) error
 }
 
 func newHarness(t *testing.T, opts harnessOpts) *harness { return newHarnessOpts(t, opts) }
@@ -103,6 +104,7 @@ func newHarnessOpts(t testing.TB, opts harnessOpts) *harness {
 		Keys: vaultv1.NewKeyServiceClient(down), Crypto: vaultv1.NewCryptoServiceClient(down),
 		Objects: h.objects, Ledger: h.ledger, Signer: signer, Clock: h.clock,
 		Logger: slog.New(slog.DiscardHandler), PurgeRetryAfter: 10 * time.Minute, CallTimeout: 2 * time.Second,
+		Interrupt: opts.interrupt,
 	})
 	require.NoError(t, err)
 

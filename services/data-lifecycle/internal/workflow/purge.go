@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +42,13 @@ func (w *Workflows) PurgeOwnStores(ctx context.Context, o owner.ID, deletionID u
 	if err != nil {
 		return err
 	}
+	if err := w.step(StepArchivesDeleted); err != nil {
+		return err
+	}
 	if err := w.Report(ctx, o, deletionID, lifecycle.StoreReport{Store: lifecycle.StoreLifecycleArchives, ObjectsDeleted: objects}); err != nil {
+		return err
+	}
+	if err := w.step(StepArchivesReported); err != nil {
 		return err
 	}
 	var rows int64
@@ -54,8 +61,14 @@ func (w *Workflows) PurgeOwnStores(ctx context.Context, o owner.ID, deletionID u
 		if n == 0 {
 			break
 		}
+		if err := w.step(StepRowsBatch); err != nil {
+			return err
+		}
 	}
-	return w.Report(ctx, o, deletionID, lifecycle.StoreReport{Store: lifecycle.StoreLifecycle, RowsDeleted: rows})
+	if err := w.Report(ctx, o, deletionID, lifecycle.StoreReport{Store: lifecycle.StoreLifecycle, RowsDeleted: rows}); err != nil {
+		return err
+	}
+	return w.step(StepRowsReported)
 }
 
 // deletePrefix deletes every object under prefix and counts them.
@@ -114,6 +127,8 @@ func (w *Workflows) complete(ctx context.Context, d postgres.Deletion) error {
 	for _, r := range d.Reports {
 		versions = append(versions, r.KeyVersionsDestroyed...)
 	}
+	slices.Sort(versions)
+	versions = slices.Compact(versions)
 	p := lifecycle.CertificatePayload{
 		DeletionID: d.ID.String(), OwnerIDSHA256: lifecycle.OwnerHash(d.Owner), Region: d.Region.String(),
 		RequestTime: d.Requested, PurgeDueTime: d.Due, CompleteTime: now,
@@ -132,6 +147,9 @@ func (w *Workflows) complete(ctx context.Context, d postgres.Deletion) error {
 	// The ledger entry first: a crash before the completion rewrites the same key.
 	if err := w.cfg.Ledger.WriteAll(ctx, LedgerPrefix+d.ID.String()+".json", entry, nil); err != nil {
 		return fmt.Errorf("purge: ledger: %w", err)
+	}
+	if err := w.step(StepLedgerWritten); err != nil {
+		return err
 	}
 	ok, err := w.cfg.Store.CompletePurge(ctx, d.Owner, d.ID, cert, now)
 	if err != nil || !ok {

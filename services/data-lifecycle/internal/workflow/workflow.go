@@ -52,6 +52,10 @@ type Config struct {
 	CallTimeout time.Duration
 	// SegmentSize is the archive's segment size (0: 1 MiB).
 	SegmentSize int
+	// Interrupt, when set, is called after each durable step of a purge and stops the purge
+	// there when it returns an error: tests use it to stop the worker at every step and prove
+	// it resumes. Nil in the service.
+	Interrupt func(step string) error
 }
 
 // Workflows is the service's engine.
@@ -86,6 +90,22 @@ func New(cfg Config) (*Workflows, error) {
 	}
 	return &Workflows{cfg: cfg, log: cfg.Logger, metrics: m}, nil
 }
+
+func (w *Workflows) step(name string) error {
+	if w.cfg.Interrupt == nil {
+		return nil
+	}
+	return w.cfg.Interrupt(name)
+}
+
+// The durable steps of data-lifecycle's part of a purge, in order.
+const (
+	StepArchivesDeleted  = "archives-deleted"
+	StepArchivesReported = "archives-reported"
+	StepRowsBatch        = "rows-batch"
+	StepRowsReported     = "rows-reported"
+	StepLedgerWritten    = "ledger-written"
+)
 
 // Clock is the workflows' clock.
 func (w *Workflows) Clock() lifecycle.Clock { return w.cfg.Clock }
