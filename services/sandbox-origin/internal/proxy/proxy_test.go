@@ -159,12 +159,18 @@ func (f *fixture) setSecret(name string, s proxy.Secret) {
 	f.secrets[name] = s
 }
 
-func (f *fixture) lastRecord(tb testing.TB) proxy.Record {
+// record waits for the n-th audit record (the audit runs as the handler returns, which may
+// be just after the client has the response) and returns it.
+func (f *fixture) record(tb testing.TB, n int) proxy.Record {
 	tb.Helper()
+	require.Eventually(tb, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.records) >= n
+	}, 5*time.Second, 5*time.Millisecond)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	require.NotEmpty(tb, f.records)
-	return f.records[len(f.records)-1]
+	return f.records[n-1]
 }
 
 // call sends a request to the proxy as a browser on the app's page would.
@@ -239,7 +245,7 @@ func TestProxyForwardsWithTheSecretInjected(t *testing.T) {
 	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	require.NotContains(t, fmt.Sprint(resp.Header), canary)
 
-	rec := f.lastRecord(t)
+	rec := f.record(t, 1)
 	require.Equal(t, proxy.OutcomeOK, rec.Outcome)
 	require.Equal(t, http.StatusCreated, rec.Status)
 	require.Equal(t, "api", rec.SecretName)
@@ -343,7 +349,7 @@ func TestProxyRefusals(t *testing.T) {
 			require.NotContains(t, string(body), canary)
 			require.NotContains(t, fmt.Sprint(resp.Header), canary)
 			require.Empty(t, resp.Header.Get("Location"))
-			rec := f.lastRecord(t)
+			rec := f.record(t, 1)
 			require.Equal(t, tc.outcome, rec.Outcome)
 			require.Equal(t, tc.status, rec.Status)
 			if !tc.reachesUp {
@@ -366,7 +372,7 @@ func TestProxyStreamsAndCutsOff(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusBadGateway, resp.StatusCode)
 		require.NotContains(t, string(body), canary)
-		require.Equal(t, proxy.OutcomeEcho, f.lastRecord(t).Outcome)
+		require.Equal(t, proxy.OutcomeEcho, f.record(t, 1).Outcome)
 	})
 	t.Run("echo after the headers breaks the response before the value", func(t *testing.T) {
 		f := newFixture(t, options{maxResp: 1 << 20})
@@ -391,7 +397,7 @@ func TestProxyStreamsAndCutsOff(t *testing.T) {
 			defer f.mu.Unlock()
 			return len(f.records) == 1
 		}, 5*time.Second, 10*time.Millisecond)
-		require.Equal(t, proxy.OutcomeEcho, f.lastRecord(t).Outcome)
+		require.Equal(t, proxy.OutcomeEcho, f.record(t, 1).Outcome)
 	})
 	t.Run("streamed answer over the limit is cut", func(t *testing.T) {
 		f := newFixture(t, options{maxResp: 64 << 10})
@@ -408,7 +414,7 @@ func TestProxyStreamsAndCutsOff(t *testing.T) {
 			defer f.mu.Unlock()
 			return len(f.records) == 1
 		}, 5*time.Second, 10*time.Millisecond)
-		require.Equal(t, proxy.OutcomeTooLarge, f.lastRecord(t).Outcome)
+		require.Equal(t, proxy.OutcomeTooLarge, f.record(t, 1).Outcome)
 	})
 }
 
@@ -420,7 +426,7 @@ func TestProxyRateLimitPerApp(t *testing.T) {
 		require.Equal(t, want, resp.StatusCode, "call %d", i)
 	}
 	require.Len(t, f.up.requests(), 2)
-	require.Equal(t, proxy.OutcomeRateLimited, f.lastRecord(t).Outcome)
+	require.Equal(t, proxy.OutcomeRateLimited, f.record(t, 3).Outcome)
 }
 
 func TestPublic(t *testing.T) {
