@@ -19,6 +19,7 @@ import (
 	"github.com/forgeapps/backbone/pkg/owner"
 
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/lifecycle"
+	"github.com/forgeapps/backbone/services/data-lifecycle/internal/postgres"
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/workflow"
 )
 
@@ -35,15 +36,21 @@ func Consumers(w *workflow.Workflows, log *slog.Logger) []events.ConsumerConfig 
 		log = slog.New(slog.DiscardHandler)
 	}
 	deadLetter := func(ctx context.Context, dl events.DeadLetter) error {
-		// Nothing is forgotten: an export whose deliveries ran out is marked failed (the owner
-		// sees it and asks again); a purge is re-fanned out by the scheduler until every store
-		// reports. The dead letter itself is logged by pkg/events.
-		if dl.Consumer != DurableExport || dl.Reason != events.ReasonMaxDeliveries {
-			return nil
-		}
+		// Nothing is forgotten: the dead letter is kept (event_dead_letters) and logged; an
+		// export whose deliveries ran out is marked failed (the owner sees it and asks again);
+		// a purge is fanned out again by the scheduler until every store reports.
 		o, err := owner.Parse(dl.OwnerID)
 		if err != nil {
-			return nil // undecodable owner: nothing to mark; logged by pkg/events
+			return nil // no readable owner: the row cannot be owner-scoped; pkg/events logged it
+		}
+		if err := w.Store().RecordDeadLetter(ctx, o, postgres.DeadLetter{
+			Stream: dl.Stream, Consumer: dl.Consumer, Reason: dl.Reason, Detail: dl.Detail, Subject: dl.Subject,
+			EventType: dl.EventType, EventID: dl.EventID, StreamSeq: dl.StreamSeq, Deliveries: dl.Deliveries,
+		}); err != nil {
+			return err
+		}
+		if dl.Consumer != DurableExport || dl.Reason != events.ReasonMaxDeliveries {
+			return nil
 		}
 		ev := &eventsv1.ExportRequested{}
 		if err := proto.Unmarshal(dl.Data, ev); err != nil {

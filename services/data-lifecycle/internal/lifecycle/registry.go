@@ -69,7 +69,7 @@ func Registry() []Store {
 		},
 		{
 			Name: StoreLifecycle, Service: "data-lifecycle", Schema: "lifecycle",
-			Tables: append([]string{"exports", "export_links", "deletions", "purge_stores"}, eventTables...),
+			Tables: append([]string{"exports", "export_links", "deletions", "purge_stores", "event_dead_letters"}, eventTables...),
 			Retained: map[string]string{
 				"deletions":    "the deletion record: owner ID, times, state, receipt hash and the signed certificate; the owner ID is kept to re-run the purge after a backup restore (the deletion ledger)",
 				"purge_stores": "what each store reported (counts, key versions destroyed): the certificate's evidence",

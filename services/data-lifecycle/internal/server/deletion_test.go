@@ -183,3 +183,23 @@ func TestDeletionSchedule(t *testing.T) {
 	st, _ = h.state(c, cID)
 	require.Equal(t, lifecycle.DeletionPurging, st)
 }
+
+// TestDeadLetterIsKept: a report from a store the registry does not know is retried, then
+// kept in event_dead_letters (visible), never dropped; the purge stays incomplete.
+func TestDeadLetterIsKept(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	a := owner.New()
+	d, _ := h.request(a)
+	h.clock.Set(t0.Add(lifecycle.PurgeDelay))
+	h.tick()
+	id := uuid.MustParse(d.GetDeletionId())
+	h.report(a, id, "mystery-store", 1)
+	eventually(t, "the dead letter to be recorded", func() bool {
+		var n int
+		_ = h.pg.Migrator.QueryRow(h.ctx, `SELECT count(*) FROM event_dead_letters
+			WHERE owner_id = $1 AND consumer = 'data-lifecycle-purge-completed' AND reason = 'max_deliveries'`, a).Scan(&n)
+		return n == 1
+	})
+	st, _ := h.state(a, id)
+	require.Equal(t, lifecycle.DeletionPurging, st)
+}
