@@ -37,11 +37,9 @@ type Config struct {
 	AppsAddr, VaultAddr string
 
 	// GrantKey seals the per-origin cookies. Every replica needs the same key
-	// (FORGE_SANDBOX_GRANT_KEY_FILE); when unset, a random key is made at start, which only
+	// (FORGE_SANDBOX_GRANT_KEY_FILE); when unset, main makes a random one at start, which only
 	// works for a single replica (development).
 	GrantKey secret.Value
-	// GrantKeyGenerated says GrantKey was made at start.
-	GrantKeyGenerated bool
 
 	// TicketTTL is how long a view ticket can be exchanged (FORGE_SANDBOX_TICKET_TTL, 60s).
 	TicketTTL time.Duration
@@ -210,7 +208,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("base", c.Base), slog.String("http_addr", c.HTTPAddr),
 		slog.String("sandbox_domain", c.SandboxDomain), slog.String("console_origin", c.ConsoleOrigin),
-		slog.Bool("grant_key_generated", c.GrantKeyGenerated),
+		slog.Bool("grant_key_configured", !c.GrantKey.IsZero()),
 		slog.Any("proxy_allow_hosts", c.Proxy.AllowHosts),
 	)
 }
