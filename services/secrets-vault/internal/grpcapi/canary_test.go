@@ -184,7 +184,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	keep(err)
 	_, err = sc.RotateSecret(as(alice), &vaultv1.RotateSecretRequest{AppId: app, Name: "KEY", Value: canary("oversize-rotate") + strings.Repeat("y", 9000)})
 	keep(err)
-	_, err = vaultv1.NewSecretServiceClient(e.conn(t, workload.Apps)).PutSecret(as(alice), &vaultv1.PutSecretRequest{
+	_, err = vaultv1.NewSecretServiceClient(e.conn(t, workload.SandboxOrigin)).PutSecret(as(alice), &vaultv1.PutSecretRequest{
 		AppId: app, Name: "KEY2", Value: canary("wrong-caller"), UpstreamHost: "api.example.com", Injection: headerInjection()})
 	keep(err)
 	_, err = e.resolver(t, workload.Apps).ResolveSecret(as(alice), &vaultv1.ResolveSecretRequest{AppId: app, Name: "KEY"})

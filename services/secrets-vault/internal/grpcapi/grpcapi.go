@@ -24,8 +24,9 @@ import (
 // Table is the vault's workload table.
 func Table() authz.Table {
 	return authz.Table{
-		// The owner's own management of secrets, through the edge.
-		vaultv1.SecretService_PutSecret_FullMethodName:    authz.Owner(workload.Gateway),
+		// The owner's own management of secrets, through the edge; apps also stores a key the
+		// owner pasted into a prompt as a secret of the app, asserting that owner.
+		vaultv1.SecretService_PutSecret_FullMethodName:    authz.Owner(workload.Gateway, workload.Apps),
 		vaultv1.SecretService_ListSecrets_FullMethodName:  authz.Owner(workload.Gateway),
 		vaultv1.SecretService_RotateSecret_FullMethodName: authz.Owner(workload.Gateway),
 		vaultv1.SecretService_DeleteSecret_FullMethodName: authz.Owner(workload.Gateway),

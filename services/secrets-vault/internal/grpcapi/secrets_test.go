@@ -79,6 +79,57 @@ func TestSecretLifecycle(t *testing.T) {
 	require.Equal(t, "OPENAI_KEY", audit.GetEntries()[1].GetSubject())
 }
 
+// TestPutSecretCallers: the edge (the owner's own call) and apps (a key the owner pasted into a
+// prompt) may store a secret, each asserting the owner and reaching only that owner's apps;
+// apps may do nothing else with secrets, and no other workload may store one.
+func TestPutSecretCallers(t *testing.T) {
+	e := newEnv(t)
+	alice, mallory := owner.New(), owner.New()
+	app := e.registerApp(t, alice)
+	e.registerApp(t, mallory)
+	put := func(caller string, ctx context.Context, appID, name string) error {
+		_, err := vaultv1.NewSecretServiceClient(e.conn(t, caller)).PutSecret(ctx, &vaultv1.PutSecretRequest{
+			AppId: appID, Name: name, Value: "v-" + name, UpstreamHost: "api.example.com", Injection: headerInjection()})
+		return err
+	}
+	require.NoError(t, put(workload.Gateway, as(alice), app, "FROM_GATEWAY"))
+	require.NoError(t, put(workload.Apps, as(alice), app, "FROM_APPS"))
+
+	before := e.snapshot(t)
+	for _, caller := range []string{workload.SandboxOrigin, workload.DataLifecycle, workload.Tenant, workload.Builder, workload.Billing} {
+		t.Run("refused "+caller, func(t *testing.T) {
+			requireCode(t, put(caller, as(alice), app, "REFUSED"), codes.PermissionDenied)
+		})
+	}
+	t.Run("apps without an owner", func(t *testing.T) {
+		requireCode(t, put(workload.Apps, context.Background(), app, "NO_OWNER"), codes.Unauthenticated)
+	})
+	t.Run("apps for another tenant's app", func(t *testing.T) {
+		requireCode(t, put(workload.Apps, as(mallory), app, "FOREIGN"), codes.NotFound)
+	})
+	t.Run("apps may not manage secrets otherwise", func(t *testing.T) {
+		sc := vaultv1.NewSecretServiceClient(e.conn(t, workload.Apps))
+		_, err := sc.ListSecrets(as(alice), &vaultv1.ListSecretsRequest{AppId: app})
+		requireCode(t, err, codes.PermissionDenied)
+		_, err = sc.RotateSecret(as(alice), &vaultv1.RotateSecretRequest{AppId: app, Name: "FROM_APPS", Value: "x"})
+		requireCode(t, err, codes.PermissionDenied)
+		_, err = sc.DeleteSecret(as(alice), &vaultv1.DeleteSecretRequest{AppId: app, Name: "FROM_APPS"})
+		requireCode(t, err, codes.PermissionDenied)
+	})
+	require.Equal(t, before, e.snapshot(t), "refused calls changed nothing")
+
+	list, err := e.secrets(t).ListSecrets(as(alice), &vaultv1.ListSecretsRequest{AppId: app})
+	require.NoError(t, err)
+	var names []string
+	for _, s := range list.GetSecrets() {
+		names = append(names, s.GetName())
+	}
+	require.Equal(t, []string{"FROM_APPS", "FROM_GATEWAY"}, names)
+	got, err := e.resolver(t, workload.SandboxOrigin).ResolveSecret(as(alice), &vaultv1.ResolveSecretRequest{AppId: app, Name: "FROM_APPS"})
+	require.NoError(t, err)
+	require.Equal(t, "v-FROM_APPS", got.GetValue())
+}
+
 func TestAppRegistry(t *testing.T) {
 	e := newEnv(t)
 	alice := owner.New()
