@@ -9,6 +9,7 @@ import (
 
 	tenantv1 "github.com/forgeapps/backbone/pkg/gen/forge/tenant/v1"
 	"github.com/forgeapps/backbone/pkg/owner"
+	"github.com/forgeapps/backbone/pkg/workload"
 
 	"github.com/forgeapps/backbone/services/tenant/internal/tenanttest"
 )
@@ -49,4 +50,34 @@ func TestGetAndUpdateAccount(t *testing.T) {
 	require.Equal(t, "account not found", st.Message())
 	_, err = s.accounts.UpdateAccount(s.AsOwner(ctxT(t), owner.New(), ""), &tenantv1.UpdateAccountRequest{DisplayName: &name})
 	requireCode(t, err, codes.NotFound)
+}
+
+// TestAppsReadsTheAssertedOwnersAccount: apps reads the plan of the owner it acts for (to allow
+// Studio-only collaborator invites), without a session; it sees that owner's account only and
+// changes nothing.
+func TestAppsReadsTheAssertedOwnersAccount(t *testing.T) {
+	t.Parallel()
+	s := newSuite(t, tenanttest.Options{})
+	p, q := s.signUp(t, 0, ""), s.signUp(t, 0, "")
+	_, err := s.plans.ChangePlan(ctxT(t), &tenantv1.ChangePlanRequest{OwnerId: p.id.String(), Plan: tenantv1.Plan_PLAN_STUDIO})
+	require.NoError(t, err)
+	apps := tenantv1.NewAccountServiceClient(s.Conn(workload.Apps))
+
+	got, err := apps.GetAccount(s.AsOwner(ctxT(t), p.id, ""), &tenantv1.GetAccountRequest{})
+	require.NoError(t, err)
+	require.Equal(t, p.id.String(), got.GetAccount().GetOwnerId())
+	require.Equal(t, tenantv1.Plan_PLAN_STUDIO, got.GetAccount().GetPlan())
+	got, err = apps.GetAccount(s.AsOwner(ctxT(t), q.id, ""), &tenantv1.GetAccountRequest{})
+	require.NoError(t, err)
+	require.Equal(t, q.id.String(), got.GetAccount().GetOwnerId())
+	require.Equal(t, tenantv1.Plan_PLAN_FREE, got.GetAccount().GetPlan())
+
+	_, err = apps.GetAccount(ctxT(t), &tenantv1.GetAccountRequest{})
+	requireCode(t, err, codes.Unauthenticated)
+	name := "changed by apps"
+	_, err = apps.UpdateAccount(s.AsOwner(ctxT(t), p.id, ""), &tenantv1.UpdateAccountRequest{DisplayName: &name})
+	requireCode(t, err, codes.PermissionDenied)
+	got, err = s.accounts.GetAccount(s.as(t, p), &tenantv1.GetAccountRequest{})
+	require.NoError(t, err)
+	require.Empty(t, got.GetAccount().GetDisplayName())
 }

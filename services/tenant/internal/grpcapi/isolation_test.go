@@ -300,7 +300,7 @@ func TestWorkloadTable(t *testing.T) {
 	// Who may call what, written out a second time so that widening the table is a visible,
 	// reviewed change of this test too.
 	want := map[string]string{
-		"AccountService/GetAccount":           "owner: gateway",
+		"AccountService/GetAccount":           "owner: gateway apps",
 		"AccountService/UpdateAccount":        "owner: gateway",
 		"SessionService/SignIn":               "system: gateway",
 		"SessionService/Authenticate":         "system: gateway",

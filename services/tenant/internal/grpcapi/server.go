@@ -26,7 +26,9 @@ import (
 // (system methods, which the owner interceptor refuses any asserted owner on).
 func Table() authz.Table {
 	return authz.Table{
-		tenantv1.AccountService_GetAccount_FullMethodName:    authz.Owner(workload.Gateway),
+		// apps reads the owner's plan (collaborator invites are a Studio feature), asserting
+		// the owner it acts for; only the edge changes an account.
+		tenantv1.AccountService_GetAccount_FullMethodName:    authz.Owner(workload.Gateway, workload.Apps),
 		tenantv1.AccountService_UpdateAccount_FullMethodName: authz.Owner(workload.Gateway),
 
 		// Sign-in and authentication happen before there is an owner: the edge only.
