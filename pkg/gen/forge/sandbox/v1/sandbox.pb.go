@@ -72,7 +72,9 @@ type IssueViewTicketResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ticket is exchanged once, at the app's origin, for a cookie scoped to that origin.
 	Ticket string `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
-	// url opens the app on its own origin with the ticket.
+	// url opens the app on its own origin with the ticket:
+	// https://<the app ID's 32 hex digits>.<sandbox domain>/?forge_ticket=<ticket>. The origin
+	// exchanges the ticket for a cookie of that origin alone and redirects to the URL without it.
 	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields

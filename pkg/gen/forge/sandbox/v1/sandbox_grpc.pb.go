@@ -30,7 +30,8 @@ const (
 // its own origin without the account session ever reaching the sandbox domain.
 type ViewTicketServiceClient interface {
 	// IssueViewTicket returns a one-time ticket, valid for about a minute, bound to one app,
-	// for the signed-in owner or a collaborator. Strangers get NotFound.
+	// for the signed-in owner or a collaborator. Strangers, another tenant's app and an app that
+	// does not exist or is not served all get the same NotFound. Owner method; caller: gateway.
 	IssueViewTicket(ctx context.Context, in *IssueViewTicketRequest, opts ...grpc.CallOption) (*IssueViewTicketResponse, error)
 }
 
@@ -60,7 +61,8 @@ func (c *viewTicketServiceClient) IssueViewTicket(ctx context.Context, in *Issue
 // its own origin without the account session ever reaching the sandbox domain.
 type ViewTicketServiceServer interface {
 	// IssueViewTicket returns a one-time ticket, valid for about a minute, bound to one app,
-	// for the signed-in owner or a collaborator. Strangers get NotFound.
+	// for the signed-in owner or a collaborator. Strangers, another tenant's app and an app that
+	// does not exist or is not served all get the same NotFound. Owner method; caller: gateway.
 	IssueViewTicket(context.Context, *IssueViewTicketRequest) (*IssueViewTicketResponse, error)
 	mustEmbedUnimplementedViewTicketServiceServer()
 }
