@@ -119,6 +119,7 @@ func AnonymousMethods() []string {
 	return []string{
 		appsv1.DiscoverService_ListListings_FullMethodName,
 		appsv1.DiscoverService_GetListing_FullMethodName,
+		appsv1.DiscoverService_GetListingFile_FullMethodName,
 	}
 }
 
