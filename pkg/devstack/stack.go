@@ -134,6 +134,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The sandbox origin seals its per-app cookies with this key; a file (rather than a key
+	// made at each start) keeps them valid across restarts of the local stack.
+	grantKey, err := ensureKeyFile(filepath.Join(s.state, "keys"), "sandbox-grant")
+	if err != nil {
+		return nil, err
+	}
 
 	deps := Deps{Logger: cfg.Logger, StateDir: s.state}
 	if s.AdminURL, err = s.postgres(ctx, deps); err != nil {
@@ -165,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"FORGE_EDGE_KEY=" + filepath.Join(s.certs, devca.EdgeName+"-key.pem"),
 		"FORGE_KEY_PROVIDER=file://" + kek,
 		"FORGE_KEYRING_BACKUP_URL=file://" + filepath.Join(s.state, "blob", "keyring-backup"),
+		"FORGE_SANDBOX_GRANT_KEY_FILE=" + grantKey,
 	}
 	if cfg.DevMode {
 		common = append(common, "FORGE_DEV_MODE=1")
