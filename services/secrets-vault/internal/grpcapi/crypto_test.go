@@ -87,6 +87,12 @@ func TestCryptoPurposesPerCaller(t *testing.T) {
 				_, err = cc.Rewrap(as(alice), &vaultv1.RewrapRequest{Purpose: c.purpose,
 					Items: []*vaultv1.DecryptItem{{Binding: bind("app/1", "name"), Ciphertext: []byte("0123456789012345678901234567890123")}}})
 				requireCode(t, err, c.code)
+				_, err = cc.GenerateDataKey(as(alice), &vaultv1.GenerateDataKeyRequest{Purpose: c.purpose,
+					Bindings: []*vaultv1.Binding{bind("app/1", "file")}})
+				requireCode(t, err, c.code)
+				_, err = cc.DecryptDataKey(as(alice), &vaultv1.DecryptDataKeyRequest{Purpose: c.purpose,
+					Items: []*vaultv1.WrappedDataKey{{Binding: bind("app/1", "file"), Wrapped: []byte("0123456789012345678901234567890123")}}})
+				requireCode(t, err, c.code)
 				require.Equal(t, before, e.snapshot(t))
 				return
 			}
@@ -95,6 +101,13 @@ func TestCryptoPurposesPerCaller(t *testing.T) {
 				Items: []*vaultv1.DecryptItem{{Binding: bind("app/1", "name"), Ciphertext: enc.GetCiphertexts()[0]}}})
 			require.NoError(t, err)
 			require.Equal(t, "x", string(dec.GetPlaintexts()[0]))
+			gen, err := cc.GenerateDataKey(as(alice), &vaultv1.GenerateDataKeyRequest{Purpose: c.purpose,
+				Bindings: []*vaultv1.Binding{bind("app/1", "file")}})
+			require.NoError(t, err)
+			key, err := cc.DecryptDataKey(as(alice), &vaultv1.DecryptDataKeyRequest{Purpose: c.purpose,
+				Items: []*vaultv1.WrappedDataKey{{Binding: bind("app/1", "file"), Wrapped: gen.GetKeys()[0].GetWrapped()}}})
+			require.NoError(t, err)
+			require.Equal(t, gen.GetKeys()[0].GetPlaintext(), key.GetPlaintexts()[0])
 		})
 	}
 	audit, err := e.keys(t, workload.Gateway).ListAudit(as(alice), &vaultv1.ListAuditRequest{PageSize: 100})

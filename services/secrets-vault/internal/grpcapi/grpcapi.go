@@ -39,6 +39,9 @@ func Table() authz.Table {
 		vaultv1.CryptoService_Encrypt_FullMethodName: authz.Owner(workload.Apps, workload.DataLifecycle),
 		vaultv1.CryptoService_Decrypt_FullMethodName: authz.Owner(workload.Apps, workload.DataLifecycle),
 		vaultv1.CryptoService_Rewrap_FullMethodName:  authz.Owner(workload.Apps, workload.DataLifecycle),
+		// Envelope encryption of large content: the same callers and purposes as Encrypt/Decrypt.
+		vaultv1.CryptoService_GenerateDataKey_FullMethodName: authz.Owner(workload.Apps, workload.DataLifecycle),
+		vaultv1.CryptoService_DecryptDataKey_FullMethodName:  authz.Owner(workload.Apps, workload.DataLifecycle),
 		// The owner's key management, through the edge.
 		vaultv1.KeyService_ListAudit_FullMethodName:         authz.Owner(workload.Gateway),
 		vaultv1.KeyService_RotateKey_FullMethodName:         authz.Owner(workload.Gateway),

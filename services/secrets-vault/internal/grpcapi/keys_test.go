@@ -293,6 +293,16 @@ func TestAuditFailureFailsTheUse(t *testing.T) {
 	res, err := e.resolver(t, workload.SandboxOrigin).ResolveSecret(as(alice), &vaultv1.ResolveSecretRequest{AppId: app, Name: "KEY"})
 	requireCode(t, err, codes.Internal)
 	require.Nil(t, res)
+	gen, err := e.crypto(t, workload.Apps).GenerateDataKey(as(alice), &vaultv1.GenerateDataKeyRequest{
+		Purpose: vaultv1.Purpose_PURPOSE_APP_CONTENT, Bindings: []*vaultv1.Binding{bind("doc", "file")}})
+	requireCode(t, err, codes.Internal)
+	require.Nil(t, gen)
+	e.pg.ExecAdmin(t, `GRANT INSERT ON `+e.pg.Names.Schema+`.audit_log TO `+e.pg.Names.RuntimeRole)
+	wrapped := e.generateKeys(t, alice, bind("doc", "file")).GetKeys()[0].GetWrapped()
+	e.pg.ExecAdmin(t, `REVOKE INSERT ON `+e.pg.Names.Schema+`.audit_log FROM `+e.pg.Names.RuntimeRole)
+	key, err := e.decryptKeys(alice, wrappedKey(bind("doc", "file"), wrapped))
+	requireCode(t, err, codes.Internal)
+	require.Nil(t, key)
 }
 
 func TestExportSecretMetadataAndAuditPaging(t *testing.T) {

@@ -33,6 +33,11 @@ func validateBindings(items []Item) error {
 // Encrypt seals every item under the owner's current key version (creating the owner's first
 // key on first use) and records the use. It returns the ciphertexts and the version.
 func (v *Vault) Encrypt(ctx context.Context, o owner.ID, a Actor, items []Item) ([][]byte, uint32, error) {
+	return v.encryptAs(ctx, o, a, ActionEncrypt, items)
+}
+
+// encryptAs is Encrypt, audited as action.
+func (v *Vault) encryptAs(ctx context.Context, o owner.ID, a Actor, action string, items []Item) ([][]byte, uint32, error) {
 	if err := validateBindings(items); err != nil {
 		return nil, 0, err
 	}
@@ -51,7 +56,7 @@ func (v *Vault) Encrypt(ctx context.Context, o owner.ID, a Actor, items []Item) 
 			out[i] = ct
 		}
 		return v.store.Tx(ctx, o, func(ctx context.Context, tx StoreTx) error {
-			e := v.entry(a, ActionEncrypt, versionsSubject([]uint32{ks.current}), len(items))
+			e := v.entry(a, action, versionsSubject([]uint32{ks.current}), len(items))
 			return v.recordUse(ctx, tx, o, e, UseCheck{Current: ks.current})
 		})
 	})
@@ -64,6 +69,12 @@ func (v *Vault) Encrypt(ctx context.Context, o owner.ID, a Actor, items []Item) 
 // Decrypt opens every item and records the use; the plaintexts are returned only once the
 // audit entry is committed. Any item that does not open fails the whole call.
 func (v *Vault) Decrypt(ctx context.Context, o owner.ID, a Actor, items []Item) ([][]byte, error) {
+	return v.decryptAs(ctx, o, a, ActionDecrypt, items, nil)
+}
+
+// decryptAs is Decrypt, audited as action; accept, when not nil, must hold for every plaintext
+// (an item whose plaintext it refuses fails like one that does not open).
+func (v *Vault) decryptAs(ctx context.Context, o owner.ID, a Actor, action string, items []Item, accept func([]byte) bool) ([][]byte, error) {
 	if err := validateBindings(items); err != nil {
 		return nil, err
 	}
@@ -76,7 +87,12 @@ func (v *Vault) Decrypt(ctx context.Context, o owner.ID, a Actor, items []Item) 
 	oldest := uint32(0)
 	for i, it := range items {
 		pt, ver, err := openWith(ks, o, it.Binding, it.Data)
+		if err == nil && accept != nil && !accept(pt) {
+			clear(pt)
+			err = errMalformed
+		}
 		if err != nil {
+			clearAll(out)
 			return nil, itemError(i, err)
 		}
 		out[i] = pt
@@ -86,13 +102,21 @@ func (v *Vault) Decrypt(ctx context.Context, o owner.ID, a Actor, items []Item) 
 		}
 	}
 	err = v.store.Tx(ctx, o, func(ctx context.Context, tx StoreTx) error {
-		e := v.entry(a, ActionDecrypt, versionsSubject(versions), len(items))
+		e := v.entry(a, action, versionsSubject(versions), len(items))
 		return v.recordUse(ctx, tx, o, e, UseCheck{OldestVersion: oldest})
 	})
 	if err != nil {
+		clearAll(out)
 		return nil, err
 	}
 	return out, nil
+}
+
+// clearAll zeroes plaintexts that will not be returned.
+func clearAll(pts [][]byte) {
+	for _, pt := range pts {
+		clear(pt)
+	}
 }
 
 // Rewrap moves every item to the owner's current key version without revealing it: items

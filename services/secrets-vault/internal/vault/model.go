@@ -35,19 +35,22 @@ type Actor struct {
 
 // Audit actions.
 const (
-	ActionEncrypt       = "crypto.encrypt"
-	ActionDecrypt       = "crypto.decrypt"
-	ActionRewrap        = "crypto.rewrap"
-	ActionSecretPut     = "secret.put"
-	ActionSecretRotate  = "secret.rotate"
-	ActionSecretDelete  = "secret.delete"
-	ActionSecretResolve = "secret.resolve"
-	ActionSecretRewrap  = "secret.rewrap"
-	ActionSecretsExport = "secret.export_metadata"
-	ActionAppUnregister = "app.unregister"
-	ActionKeyCreate     = "key.create"
-	ActionKeyRotate     = "key.rotate"
-	ActionKeyRetire     = "key.retire"
+	ActionEncrypt = "crypto.encrypt"
+	ActionDecrypt = "crypto.decrypt"
+	ActionRewrap  = "crypto.rewrap"
+	// The data keys of envelope encryption (GenerateDataKeys, DecryptDataKeys).
+	ActionGenerateDataKey = "crypto.generate_data_key"
+	ActionDecryptDataKey  = "crypto.decrypt_data_key"
+	ActionSecretPut       = "secret.put"
+	ActionSecretRotate    = "secret.rotate"
+	ActionSecretDelete    = "secret.delete"
+	ActionSecretResolve   = "secret.resolve"
+	ActionSecretRewrap    = "secret.rewrap"
+	ActionSecretsExport   = "secret.export_metadata"
+	ActionAppUnregister   = "app.unregister"
+	ActionKeyCreate       = "key.create"
+	ActionKeyRotate       = "key.rotate"
+	ActionKeyRetire       = "key.retire"
 )
 
 // AuditEntry is one recorded key use or secret access. It never holds a value.

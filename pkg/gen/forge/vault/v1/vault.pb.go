@@ -1456,6 +1456,318 @@ func (x *RewrapResponse) GetKeyVersion() uint32 {
 	return 0
 }
 
+type GenerateDataKeyRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Purpose Purpose                `protobuf:"varint,1,opt,name=purpose,proto3,enum=forge.vault.v1.Purpose" json:"purpose,omitempty"`
+	// bindings say where each key's content belongs: one fresh key per binding.
+	Bindings      []*Binding `protobuf:"bytes,2,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDataKeyRequest) Reset() {
+	*x = GenerateDataKeyRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDataKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDataKeyRequest) ProtoMessage() {}
+
+func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDataKeyRequest.ProtoReflect.Descriptor instead.
+func (*GenerateDataKeyRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GenerateDataKeyRequest) GetPurpose() Purpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return Purpose_PURPOSE_UNSPECIFIED
+}
+
+func (x *GenerateDataKeyRequest) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+// DataKey is one fresh data key.
+type DataKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plaintext is the 32-byte AES-256 key. Use it within the request and forget it.
+	Plaintext []byte `protobuf:"bytes,1,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
+	// wrapped is the key sealed under the owner's key for the binding: store it next to the
+	// content it encrypts.
+	Wrapped       []byte `protobuf:"bytes,2,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataKey) Reset() {
+	*x = DataKey{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataKey) ProtoMessage() {}
+
+func (x *DataKey) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataKey.ProtoReflect.Descriptor instead.
+func (*DataKey) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DataKey) GetPlaintext() []byte {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *DataKey) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+type GenerateDataKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys are in the order of the request bindings.
+	Keys []*DataKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// key_version is the owner's key version every wrapped key was sealed under.
+	KeyVersion    uint32 `protobuf:"varint,2,opt,name=key_version,json=keyVersion,proto3" json:"key_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDataKeyResponse) Reset() {
+	*x = GenerateDataKeyResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDataKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDataKeyResponse) ProtoMessage() {}
+
+func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDataKeyResponse.ProtoReflect.Descriptor instead.
+func (*GenerateDataKeyResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GenerateDataKeyResponse) GetKeys() []*DataKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GenerateDataKeyResponse) GetKeyVersion() uint32 {
+	if x != nil {
+		return x.KeyVersion
+	}
+	return 0
+}
+
+type DecryptDataKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Purpose       Purpose                `protobuf:"varint,1,opt,name=purpose,proto3,enum=forge.vault.v1.Purpose" json:"purpose,omitempty"`
+	Items         []*WrappedDataKey      `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptDataKeyRequest) Reset() {
+	*x = DecryptDataKeyRequest{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptDataKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptDataKeyRequest) ProtoMessage() {}
+
+func (x *DecryptDataKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptDataKeyRequest.ProtoReflect.Descriptor instead.
+func (*DecryptDataKeyRequest) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DecryptDataKeyRequest) GetPurpose() Purpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return Purpose_PURPOSE_UNSPECIFIED
+}
+
+func (x *DecryptDataKeyRequest) GetItems() []*WrappedDataKey {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type WrappedDataKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Binding       *Binding               `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
+	Wrapped       []byte                 `protobuf:"bytes,2,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WrappedDataKey) Reset() {
+	*x = WrappedDataKey{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WrappedDataKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WrappedDataKey) ProtoMessage() {}
+
+func (x *WrappedDataKey) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WrappedDataKey.ProtoReflect.Descriptor instead.
+func (*WrappedDataKey) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WrappedDataKey) GetBinding() *Binding {
+	if x != nil {
+		return x.Binding
+	}
+	return nil
+}
+
+func (x *WrappedDataKey) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+type DecryptDataKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plaintexts are the 32-byte keys, in the order of the request items.
+	Plaintexts    [][]byte `protobuf:"bytes,1,rep,name=plaintexts,proto3" json:"plaintexts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptDataKeyResponse) Reset() {
+	*x = DecryptDataKeyResponse{}
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptDataKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptDataKeyResponse) ProtoMessage() {}
+
+func (x *DecryptDataKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptDataKeyResponse.ProtoReflect.Descriptor instead.
+func (*DecryptDataKeyResponse) Descriptor() ([]byte, []int) {
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DecryptDataKeyResponse) GetPlaintexts() [][]byte {
+	if x != nil {
+		return x.Plaintexts
+	}
+	return nil
+}
+
 // AuditEntry is one recorded key use or secret access. It never holds a value.
 type AuditEntry struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1475,7 +1787,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1799,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[25]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1812,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{25}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEntry) GetEntryId() string {
@@ -1562,7 +1874,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1886,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[26]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1899,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{26}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAuditRequest) GetPageSize() int32 {
@@ -1614,7 +1926,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1938,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[27]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1951,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{27}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1664,7 +1976,7 @@ type RotateKeyRequest struct {
 
 func (x *RotateKeyRequest) Reset() {
 	*x = RotateKeyRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1988,7 @@ func (x *RotateKeyRequest) String() string {
 func (*RotateKeyRequest) ProtoMessage() {}
 
 func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[28]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +2001,7 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{28}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{34}
 }
 
 type RotateKeyResponse struct {
@@ -1701,7 +2013,7 @@ type RotateKeyResponse struct {
 
 func (x *RotateKeyResponse) Reset() {
 	*x = RotateKeyResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +2025,7 @@ func (x *RotateKeyResponse) String() string {
 func (*RotateKeyResponse) ProtoMessage() {}
 
 func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[29]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +2038,7 @@ func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{29}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RotateKeyResponse) GetKeyVersion() uint32 {
@@ -1746,7 +2058,7 @@ type RetireKeyVersionsRequest struct {
 
 func (x *RetireKeyVersionsRequest) Reset() {
 	*x = RetireKeyVersionsRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +2070,7 @@ func (x *RetireKeyVersionsRequest) String() string {
 func (*RetireKeyVersionsRequest) ProtoMessage() {}
 
 func (x *RetireKeyVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[30]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +2083,7 @@ func (x *RetireKeyVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireKeyVersionsRequest.ProtoReflect.Descriptor instead.
 func (*RetireKeyVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{30}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RetireKeyVersionsRequest) GetMinDecryptVersion() uint32 {
@@ -1791,7 +2103,7 @@ type RetireKeyVersionsResponse struct {
 
 func (x *RetireKeyVersionsResponse) Reset() {
 	*x = RetireKeyVersionsResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +2115,7 @@ func (x *RetireKeyVersionsResponse) String() string {
 func (*RetireKeyVersionsResponse) ProtoMessage() {}
 
 func (x *RetireKeyVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[31]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +2128,7 @@ func (x *RetireKeyVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireKeyVersionsResponse.ProtoReflect.Descriptor instead.
 func (*RetireKeyVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{31}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RetireKeyVersionsResponse) GetMinDecryptVersion() uint32 {
@@ -1842,7 +2154,7 @@ type ExportSecretMetadataRequest struct {
 
 func (x *ExportSecretMetadataRequest) Reset() {
 	*x = ExportSecretMetadataRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +2166,7 @@ func (x *ExportSecretMetadataRequest) String() string {
 func (*ExportSecretMetadataRequest) ProtoMessage() {}
 
 func (x *ExportSecretMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[32]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +2179,7 @@ func (x *ExportSecretMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSecretMetadataRequest.ProtoReflect.Descriptor instead.
 func (*ExportSecretMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{32}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ExportSecretMetadataRequest) GetOwnerId() string {
@@ -1886,7 +2198,7 @@ type ExportSecretMetadataResponse struct {
 
 func (x *ExportSecretMetadataResponse) Reset() {
 	*x = ExportSecretMetadataResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2210,7 @@ func (x *ExportSecretMetadataResponse) String() string {
 func (*ExportSecretMetadataResponse) ProtoMessage() {}
 
 func (x *ExportSecretMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[33]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2223,7 @@ func (x *ExportSecretMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSecretMetadataResponse.ProtoReflect.Descriptor instead.
 func (*ExportSecretMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{33}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExportSecretMetadataResponse) GetSecret() *Secret {
@@ -1930,7 +2242,7 @@ type ShredTenantRequest struct {
 
 func (x *ShredTenantRequest) Reset() {
 	*x = ShredTenantRequest{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2254,7 @@ func (x *ShredTenantRequest) String() string {
 func (*ShredTenantRequest) ProtoMessage() {}
 
 func (x *ShredTenantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[34]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2267,7 @@ func (x *ShredTenantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShredTenantRequest.ProtoReflect.Descriptor instead.
 func (*ShredTenantRequest) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{34}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ShredTenantRequest) GetOwnerId() string {
@@ -1981,7 +2293,7 @@ type ShredTenantResponse struct {
 
 func (x *ShredTenantResponse) Reset() {
 	*x = ShredTenantResponse{}
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2305,7 @@ func (x *ShredTenantResponse) String() string {
 func (*ShredTenantResponse) ProtoMessage() {}
 
 func (x *ShredTenantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_forge_vault_v1_vault_proto_msgTypes[35]
+	mi := &file_forge_vault_v1_vault_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2318,7 @@ func (x *ShredTenantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShredTenantResponse.ProtoReflect.Descriptor instead.
 func (*ShredTenantResponse) Descriptor() ([]byte, []int) {
-	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{35}
+	return file_forge_vault_v1_vault_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ShredTenantResponse) GetKeyVersionsDestroyed() []uint32 {
@@ -2129,7 +2441,30 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\x0eRewrapResponse\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1f\n" +
 	"\vkey_version\x18\x02 \x01(\rR\n" +
-	"keyVersion\"\xee\x01\n" +
+	"keyVersion\"\x99\x01\n" +
+	"\x16GenerateDataKeyRequest\x12=\n" +
+	"\apurpose\x18\x01 \x01(\x0e2\x17.forge.vault.v1.PurposeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\apurpose\x12@\n" +
+	"\bbindings\x18\x02 \x03(\v2\x17.forge.vault.v1.BindingB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\bbindings\"F\n" +
+	"\aDataKey\x12!\n" +
+	"\tplaintext\x18\x01 \x01(\fB\x03\x80\x01\x01R\tplaintext\x12\x18\n" +
+	"\awrapped\x18\x02 \x01(\fR\awrapped\"g\n" +
+	"\x17GenerateDataKeyResponse\x12+\n" +
+	"\x04keys\x18\x01 \x03(\v2\x17.forge.vault.v1.DataKeyR\x04keys\x12\x1f\n" +
+	"\vkey_version\x18\x02 \x01(\rR\n" +
+	"keyVersion\"\x99\x01\n" +
+	"\x15DecryptDataKeyRequest\x12=\n" +
+	"\apurpose\x18\x01 \x01(\x0e2\x17.forge.vault.v1.PurposeB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\apurpose\x12A\n" +
+	"\x05items\x18\x02 \x03(\v2\x1e.forge.vault.v1.WrappedDataKeyB\v\xbaH\b\x92\x01\x05\b\x01\x10\xf4\x03R\x05items\"q\n" +
+	"\x0eWrappedDataKey\x129\n" +
+	"\abinding\x18\x01 \x01(\v2\x17.forge.vault.v1.BindingB\x06\xbaH\x03\xc8\x01\x01R\abinding\x12$\n" +
+	"\awrapped\x18\x02 \x01(\fB\n" +
+	"\xbaH\az\x05\x10\x01\x18\x80\x02R\awrapped\"=\n" +
+	"\x16DecryptDataKeyResponse\x12#\n" +
+	"\n" +
+	"plaintexts\x18\x01 \x03(\fB\x03\x80\x01\x01R\n" +
+	"plaintexts\"\xee\x01\n" +
 	"\n" +
 	"AuditEntry\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1a\n" +
@@ -2184,11 +2519,13 @@ const file_forge_vault_v1_vault_proto_rawDesc = "" +
 	"\vRegisterApp\x12\".forge.vault.v1.RegisterAppRequest\x1a#.forge.vault.v1.RegisterAppResponse\x12\\\n" +
 	"\rUnregisterApp\x12$.forge.vault.v1.UnregisterAppRequest\x1a%.forge.vault.v1.UnregisterAppResponse2u\n" +
 	"\x15SecretResolverService\x12\\\n" +
-	"\rResolveSecret\x12$.forge.vault.v1.ResolveSecretRequest\x1a%.forge.vault.v1.ResolveSecretResponse2\xf0\x01\n" +
+	"\rResolveSecret\x12$.forge.vault.v1.ResolveSecretRequest\x1a%.forge.vault.v1.ResolveSecretResponse2\xb5\x03\n" +
 	"\rCryptoService\x12J\n" +
 	"\aEncrypt\x12\x1e.forge.vault.v1.EncryptRequest\x1a\x1f.forge.vault.v1.EncryptResponse\x12J\n" +
 	"\aDecrypt\x12\x1e.forge.vault.v1.DecryptRequest\x1a\x1f.forge.vault.v1.DecryptResponse\x12G\n" +
-	"\x06Rewrap\x12\x1d.forge.vault.v1.RewrapRequest\x1a\x1e.forge.vault.v1.RewrapResponse2\xc3\x04\n" +
+	"\x06Rewrap\x12\x1d.forge.vault.v1.RewrapRequest\x1a\x1e.forge.vault.v1.RewrapResponse\x12b\n" +
+	"\x0fGenerateDataKey\x12&.forge.vault.v1.GenerateDataKeyRequest\x1a'.forge.vault.v1.GenerateDataKeyResponse\x12_\n" +
+	"\x0eDecryptDataKey\x12%.forge.vault.v1.DecryptDataKeyRequest\x1a&.forge.vault.v1.DecryptDataKeyResponse2\xc3\x04\n" +
 	"\n" +
 	"KeyService\x12i\n" +
 	"\tListAudit\x12 .forge.vault.v1.ListAuditRequest\x1a!.forge.vault.v1.ListAuditResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/vault/audit\x12q\n" +
@@ -2212,7 +2549,7 @@ func file_forge_vault_v1_vault_proto_rawDescGZIP() []byte {
 }
 
 var file_forge_vault_v1_vault_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_forge_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_forge_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_forge_vault_v1_vault_proto_goTypes = []any{
 	(Purpose)(0),                         // 0: forge.vault.v1.Purpose
 	(Injection_Kind)(0),                  // 1: forge.vault.v1.Injection.Kind
@@ -2241,24 +2578,30 @@ var file_forge_vault_v1_vault_proto_goTypes = []any{
 	(*DecryptResponse)(nil),              // 24: forge.vault.v1.DecryptResponse
 	(*RewrapRequest)(nil),                // 25: forge.vault.v1.RewrapRequest
 	(*RewrapResponse)(nil),               // 26: forge.vault.v1.RewrapResponse
-	(*AuditEntry)(nil),                   // 27: forge.vault.v1.AuditEntry
-	(*ListAuditRequest)(nil),             // 28: forge.vault.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),            // 29: forge.vault.v1.ListAuditResponse
-	(*RotateKeyRequest)(nil),             // 30: forge.vault.v1.RotateKeyRequest
-	(*RotateKeyResponse)(nil),            // 31: forge.vault.v1.RotateKeyResponse
-	(*RetireKeyVersionsRequest)(nil),     // 32: forge.vault.v1.RetireKeyVersionsRequest
-	(*RetireKeyVersionsResponse)(nil),    // 33: forge.vault.v1.RetireKeyVersionsResponse
-	(*ExportSecretMetadataRequest)(nil),  // 34: forge.vault.v1.ExportSecretMetadataRequest
-	(*ExportSecretMetadataResponse)(nil), // 35: forge.vault.v1.ExportSecretMetadataResponse
-	(*ShredTenantRequest)(nil),           // 36: forge.vault.v1.ShredTenantRequest
-	(*ShredTenantResponse)(nil),          // 37: forge.vault.v1.ShredTenantResponse
-	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*GenerateDataKeyRequest)(nil),       // 27: forge.vault.v1.GenerateDataKeyRequest
+	(*DataKey)(nil),                      // 28: forge.vault.v1.DataKey
+	(*GenerateDataKeyResponse)(nil),      // 29: forge.vault.v1.GenerateDataKeyResponse
+	(*DecryptDataKeyRequest)(nil),        // 30: forge.vault.v1.DecryptDataKeyRequest
+	(*WrappedDataKey)(nil),               // 31: forge.vault.v1.WrappedDataKey
+	(*DecryptDataKeyResponse)(nil),       // 32: forge.vault.v1.DecryptDataKeyResponse
+	(*AuditEntry)(nil),                   // 33: forge.vault.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 34: forge.vault.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 35: forge.vault.v1.ListAuditResponse
+	(*RotateKeyRequest)(nil),             // 36: forge.vault.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),            // 37: forge.vault.v1.RotateKeyResponse
+	(*RetireKeyVersionsRequest)(nil),     // 38: forge.vault.v1.RetireKeyVersionsRequest
+	(*RetireKeyVersionsResponse)(nil),    // 39: forge.vault.v1.RetireKeyVersionsResponse
+	(*ExportSecretMetadataRequest)(nil),  // 40: forge.vault.v1.ExportSecretMetadataRequest
+	(*ExportSecretMetadataResponse)(nil), // 41: forge.vault.v1.ExportSecretMetadataResponse
+	(*ShredTenantRequest)(nil),           // 42: forge.vault.v1.ShredTenantRequest
+	(*ShredTenantResponse)(nil),          // 43: forge.vault.v1.ShredTenantResponse
+	(*timestamppb.Timestamp)(nil),        // 44: google.protobuf.Timestamp
 }
 var file_forge_vault_v1_vault_proto_depIdxs = []int32{
 	1,  // 0: forge.vault.v1.Injection.kind:type_name -> forge.vault.v1.Injection.Kind
 	2,  // 1: forge.vault.v1.Secret.injection:type_name -> forge.vault.v1.Injection
-	38, // 2: forge.vault.v1.Secret.create_time:type_name -> google.protobuf.Timestamp
-	38, // 3: forge.vault.v1.Secret.rotate_time:type_name -> google.protobuf.Timestamp
+	44, // 2: forge.vault.v1.Secret.create_time:type_name -> google.protobuf.Timestamp
+	44, // 3: forge.vault.v1.Secret.rotate_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: forge.vault.v1.PutSecretRequest.injection:type_name -> forge.vault.v1.Injection
 	3,  // 5: forge.vault.v1.PutSecretResponse.secret:type_name -> forge.vault.v1.Secret
 	3,  // 6: forge.vault.v1.ListSecretsResponse.secrets:type_name -> forge.vault.v1.Secret
@@ -2272,45 +2615,55 @@ var file_forge_vault_v1_vault_proto_depIdxs = []int32{
 	18, // 14: forge.vault.v1.DecryptItem.binding:type_name -> forge.vault.v1.Binding
 	0,  // 15: forge.vault.v1.RewrapRequest.purpose:type_name -> forge.vault.v1.Purpose
 	23, // 16: forge.vault.v1.RewrapRequest.items:type_name -> forge.vault.v1.DecryptItem
-	0,  // 17: forge.vault.v1.AuditEntry.purpose:type_name -> forge.vault.v1.Purpose
-	38, // 18: forge.vault.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 19: forge.vault.v1.ListAuditResponse.entries:type_name -> forge.vault.v1.AuditEntry
-	3,  // 20: forge.vault.v1.ExportSecretMetadataResponse.secret:type_name -> forge.vault.v1.Secret
-	4,  // 21: forge.vault.v1.SecretService.PutSecret:input_type -> forge.vault.v1.PutSecretRequest
-	6,  // 22: forge.vault.v1.SecretService.ListSecrets:input_type -> forge.vault.v1.ListSecretsRequest
-	8,  // 23: forge.vault.v1.SecretService.RotateSecret:input_type -> forge.vault.v1.RotateSecretRequest
-	10, // 24: forge.vault.v1.SecretService.DeleteSecret:input_type -> forge.vault.v1.DeleteSecretRequest
-	12, // 25: forge.vault.v1.AppRegistryService.RegisterApp:input_type -> forge.vault.v1.RegisterAppRequest
-	14, // 26: forge.vault.v1.AppRegistryService.UnregisterApp:input_type -> forge.vault.v1.UnregisterAppRequest
-	16, // 27: forge.vault.v1.SecretResolverService.ResolveSecret:input_type -> forge.vault.v1.ResolveSecretRequest
-	19, // 28: forge.vault.v1.CryptoService.Encrypt:input_type -> forge.vault.v1.EncryptRequest
-	22, // 29: forge.vault.v1.CryptoService.Decrypt:input_type -> forge.vault.v1.DecryptRequest
-	25, // 30: forge.vault.v1.CryptoService.Rewrap:input_type -> forge.vault.v1.RewrapRequest
-	28, // 31: forge.vault.v1.KeyService.ListAudit:input_type -> forge.vault.v1.ListAuditRequest
-	30, // 32: forge.vault.v1.KeyService.RotateKey:input_type -> forge.vault.v1.RotateKeyRequest
-	32, // 33: forge.vault.v1.KeyService.RetireKeyVersions:input_type -> forge.vault.v1.RetireKeyVersionsRequest
-	34, // 34: forge.vault.v1.KeyService.ExportSecretMetadata:input_type -> forge.vault.v1.ExportSecretMetadataRequest
-	36, // 35: forge.vault.v1.KeyService.ShredTenant:input_type -> forge.vault.v1.ShredTenantRequest
-	5,  // 36: forge.vault.v1.SecretService.PutSecret:output_type -> forge.vault.v1.PutSecretResponse
-	7,  // 37: forge.vault.v1.SecretService.ListSecrets:output_type -> forge.vault.v1.ListSecretsResponse
-	9,  // 38: forge.vault.v1.SecretService.RotateSecret:output_type -> forge.vault.v1.RotateSecretResponse
-	11, // 39: forge.vault.v1.SecretService.DeleteSecret:output_type -> forge.vault.v1.DeleteSecretResponse
-	13, // 40: forge.vault.v1.AppRegistryService.RegisterApp:output_type -> forge.vault.v1.RegisterAppResponse
-	15, // 41: forge.vault.v1.AppRegistryService.UnregisterApp:output_type -> forge.vault.v1.UnregisterAppResponse
-	17, // 42: forge.vault.v1.SecretResolverService.ResolveSecret:output_type -> forge.vault.v1.ResolveSecretResponse
-	21, // 43: forge.vault.v1.CryptoService.Encrypt:output_type -> forge.vault.v1.EncryptResponse
-	24, // 44: forge.vault.v1.CryptoService.Decrypt:output_type -> forge.vault.v1.DecryptResponse
-	26, // 45: forge.vault.v1.CryptoService.Rewrap:output_type -> forge.vault.v1.RewrapResponse
-	29, // 46: forge.vault.v1.KeyService.ListAudit:output_type -> forge.vault.v1.ListAuditResponse
-	31, // 47: forge.vault.v1.KeyService.RotateKey:output_type -> forge.vault.v1.RotateKeyResponse
-	33, // 48: forge.vault.v1.KeyService.RetireKeyVersions:output_type -> forge.vault.v1.RetireKeyVersionsResponse
-	35, // 49: forge.vault.v1.KeyService.ExportSecretMetadata:output_type -> forge.vault.v1.ExportSecretMetadataResponse
-	37, // 50: forge.vault.v1.KeyService.ShredTenant:output_type -> forge.vault.v1.ShredTenantResponse
-	36, // [36:51] is the sub-list for method output_type
-	21, // [21:36] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	0,  // 17: forge.vault.v1.GenerateDataKeyRequest.purpose:type_name -> forge.vault.v1.Purpose
+	18, // 18: forge.vault.v1.GenerateDataKeyRequest.bindings:type_name -> forge.vault.v1.Binding
+	28, // 19: forge.vault.v1.GenerateDataKeyResponse.keys:type_name -> forge.vault.v1.DataKey
+	0,  // 20: forge.vault.v1.DecryptDataKeyRequest.purpose:type_name -> forge.vault.v1.Purpose
+	31, // 21: forge.vault.v1.DecryptDataKeyRequest.items:type_name -> forge.vault.v1.WrappedDataKey
+	18, // 22: forge.vault.v1.WrappedDataKey.binding:type_name -> forge.vault.v1.Binding
+	0,  // 23: forge.vault.v1.AuditEntry.purpose:type_name -> forge.vault.v1.Purpose
+	44, // 24: forge.vault.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	33, // 25: forge.vault.v1.ListAuditResponse.entries:type_name -> forge.vault.v1.AuditEntry
+	3,  // 26: forge.vault.v1.ExportSecretMetadataResponse.secret:type_name -> forge.vault.v1.Secret
+	4,  // 27: forge.vault.v1.SecretService.PutSecret:input_type -> forge.vault.v1.PutSecretRequest
+	6,  // 28: forge.vault.v1.SecretService.ListSecrets:input_type -> forge.vault.v1.ListSecretsRequest
+	8,  // 29: forge.vault.v1.SecretService.RotateSecret:input_type -> forge.vault.v1.RotateSecretRequest
+	10, // 30: forge.vault.v1.SecretService.DeleteSecret:input_type -> forge.vault.v1.DeleteSecretRequest
+	12, // 31: forge.vault.v1.AppRegistryService.RegisterApp:input_type -> forge.vault.v1.RegisterAppRequest
+	14, // 32: forge.vault.v1.AppRegistryService.UnregisterApp:input_type -> forge.vault.v1.UnregisterAppRequest
+	16, // 33: forge.vault.v1.SecretResolverService.ResolveSecret:input_type -> forge.vault.v1.ResolveSecretRequest
+	19, // 34: forge.vault.v1.CryptoService.Encrypt:input_type -> forge.vault.v1.EncryptRequest
+	22, // 35: forge.vault.v1.CryptoService.Decrypt:input_type -> forge.vault.v1.DecryptRequest
+	25, // 36: forge.vault.v1.CryptoService.Rewrap:input_type -> forge.vault.v1.RewrapRequest
+	27, // 37: forge.vault.v1.CryptoService.GenerateDataKey:input_type -> forge.vault.v1.GenerateDataKeyRequest
+	30, // 38: forge.vault.v1.CryptoService.DecryptDataKey:input_type -> forge.vault.v1.DecryptDataKeyRequest
+	34, // 39: forge.vault.v1.KeyService.ListAudit:input_type -> forge.vault.v1.ListAuditRequest
+	36, // 40: forge.vault.v1.KeyService.RotateKey:input_type -> forge.vault.v1.RotateKeyRequest
+	38, // 41: forge.vault.v1.KeyService.RetireKeyVersions:input_type -> forge.vault.v1.RetireKeyVersionsRequest
+	40, // 42: forge.vault.v1.KeyService.ExportSecretMetadata:input_type -> forge.vault.v1.ExportSecretMetadataRequest
+	42, // 43: forge.vault.v1.KeyService.ShredTenant:input_type -> forge.vault.v1.ShredTenantRequest
+	5,  // 44: forge.vault.v1.SecretService.PutSecret:output_type -> forge.vault.v1.PutSecretResponse
+	7,  // 45: forge.vault.v1.SecretService.ListSecrets:output_type -> forge.vault.v1.ListSecretsResponse
+	9,  // 46: forge.vault.v1.SecretService.RotateSecret:output_type -> forge.vault.v1.RotateSecretResponse
+	11, // 47: forge.vault.v1.SecretService.DeleteSecret:output_type -> forge.vault.v1.DeleteSecretResponse
+	13, // 48: forge.vault.v1.AppRegistryService.RegisterApp:output_type -> forge.vault.v1.RegisterAppResponse
+	15, // 49: forge.vault.v1.AppRegistryService.UnregisterApp:output_type -> forge.vault.v1.UnregisterAppResponse
+	17, // 50: forge.vault.v1.SecretResolverService.ResolveSecret:output_type -> forge.vault.v1.ResolveSecretResponse
+	21, // 51: forge.vault.v1.CryptoService.Encrypt:output_type -> forge.vault.v1.EncryptResponse
+	24, // 52: forge.vault.v1.CryptoService.Decrypt:output_type -> forge.vault.v1.DecryptResponse
+	26, // 53: forge.vault.v1.CryptoService.Rewrap:output_type -> forge.vault.v1.RewrapResponse
+	29, // 54: forge.vault.v1.CryptoService.GenerateDataKey:output_type -> forge.vault.v1.GenerateDataKeyResponse
+	32, // 55: forge.vault.v1.CryptoService.DecryptDataKey:output_type -> forge.vault.v1.DecryptDataKeyResponse
+	35, // 56: forge.vault.v1.KeyService.ListAudit:output_type -> forge.vault.v1.ListAuditResponse
+	37, // 57: forge.vault.v1.KeyService.RotateKey:output_type -> forge.vault.v1.RotateKeyResponse
+	39, // 58: forge.vault.v1.KeyService.RetireKeyVersions:output_type -> forge.vault.v1.RetireKeyVersionsResponse
+	41, // 59: forge.vault.v1.KeyService.ExportSecretMetadata:output_type -> forge.vault.v1.ExportSecretMetadataResponse
+	43, // 60: forge.vault.v1.KeyService.ShredTenant:output_type -> forge.vault.v1.ShredTenantResponse
+	44, // [44:61] is the sub-list for method output_type
+	27, // [27:44] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_forge_vault_v1_vault_proto_init() }
@@ -2324,7 +2677,7 @@ func file_forge_vault_v1_vault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_forge_vault_v1_vault_proto_rawDesc), len(file_forge_vault_v1_vault_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -503,9 +503,11 @@ var SecretResolverService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	CryptoService_Encrypt_FullMethodName = "/forge.vault.v1.CryptoService/Encrypt"
-	CryptoService_Decrypt_FullMethodName = "/forge.vault.v1.CryptoService/Decrypt"
-	CryptoService_Rewrap_FullMethodName  = "/forge.vault.v1.CryptoService/Rewrap"
+	CryptoService_Encrypt_FullMethodName         = "/forge.vault.v1.CryptoService/Encrypt"
+	CryptoService_Decrypt_FullMethodName         = "/forge.vault.v1.CryptoService/Decrypt"
+	CryptoService_Rewrap_FullMethodName          = "/forge.vault.v1.CryptoService/Rewrap"
+	CryptoService_GenerateDataKey_FullMethodName = "/forge.vault.v1.CryptoService/GenerateDataKey"
+	CryptoService_DecryptDataKey_FullMethodName  = "/forge.vault.v1.CryptoService/DecryptDataKey"
 )
 
 // CryptoServiceClient is the client API for CryptoService service.
@@ -524,8 +526,21 @@ type CryptoServiceClient interface {
 	// FailedPrecondition.
 	Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error)
 	// Rewrap moves each ciphertext to the owner's current key version without returning the
-	// plaintext, so a service can retire old key versions of what it stores.
+	// plaintext, so a service can retire old key versions of what it stores. Wrapped data keys
+	// are ciphertexts of the same format: Rewrap moves them too.
 	Rewrap(ctx context.Context, in *RewrapRequest, opts ...grpc.CallOption) (*RewrapResponse, error)
+	// GenerateDataKey is envelope encryption for large content (version files, references):
+	// for each binding it returns a fresh random 256-bit data key in the clear and the same key
+	// wrapped, that is sealed under the owner's current key version exactly as Encrypt seals
+	// content (same format, associated data binding owner, object and field). The caller
+	// encrypts the content itself with the clear key, stores the wrapped key next to it and
+	// forgets the clear key at the end of the request. Only the vault opens a wrapped key again,
+	// so shredding the owner's keys leaves every such object unreadable.
+	GenerateDataKey(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error)
+	// DecryptDataKey opens wrapped data keys with the rules of Decrypt (the same binding, the
+	// whole call fails on one bad item, retired versions and shredded owners answer
+	// FailedPrecondition). An item that does not open to a 32-byte key fails too.
+	DecryptDataKey(ctx context.Context, in *DecryptDataKeyRequest, opts ...grpc.CallOption) (*DecryptDataKeyResponse, error)
 }
 
 type cryptoServiceClient struct {
@@ -566,6 +581,26 @@ func (c *cryptoServiceClient) Rewrap(ctx context.Context, in *RewrapRequest, opt
 	return out, nil
 }
 
+func (c *cryptoServiceClient) GenerateDataKey(ctx context.Context, in *GenerateDataKeyRequest, opts ...grpc.CallOption) (*GenerateDataKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateDataKeyResponse)
+	err := c.cc.Invoke(ctx, CryptoService_GenerateDataKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *cryptoServiceClient) DecryptDataKey(ctx context.Context, in *DecryptDataKeyRequest, opts ...grpc.CallOption) (*DecryptDataKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecryptDataKeyResponse)
+	err := c.cc.Invoke(ctx, CryptoService_DecryptDataKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CryptoServiceServer is the server API for CryptoService service.
 // All implementations must embed UnimplementedCryptoServiceServer
 // for forward compatibility.
@@ -582,8 +617,21 @@ type CryptoServiceServer interface {
 	// FailedPrecondition.
 	Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error)
 	// Rewrap moves each ciphertext to the owner's current key version without returning the
-	// plaintext, so a service can retire old key versions of what it stores.
+	// plaintext, so a service can retire old key versions of what it stores. Wrapped data keys
+	// are ciphertexts of the same format: Rewrap moves them too.
 	Rewrap(context.Context, *RewrapRequest) (*RewrapResponse, error)
+	// GenerateDataKey is envelope encryption for large content (version files, references):
+	// for each binding it returns a fresh random 256-bit data key in the clear and the same key
+	// wrapped, that is sealed under the owner's current key version exactly as Encrypt seals
+	// content (same format, associated data binding owner, object and field). The caller
+	// encrypts the content itself with the clear key, stores the wrapped key next to it and
+	// forgets the clear key at the end of the request. Only the vault opens a wrapped key again,
+	// so shredding the owner's keys leaves every such object unreadable.
+	GenerateDataKey(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error)
+	// DecryptDataKey opens wrapped data keys with the rules of Decrypt (the same binding, the
+	// whole call fails on one bad item, retired versions and shredded owners answer
+	// FailedPrecondition). An item that does not open to a 32-byte key fails too.
+	DecryptDataKey(context.Context, *DecryptDataKeyRequest) (*DecryptDataKeyResponse, error)
 	mustEmbedUnimplementedCryptoServiceServer()
 }
 
@@ -602,6 +650,12 @@ func (UnimplementedCryptoServiceServer) Decrypt(context.Context, *DecryptRequest
 }
 func (UnimplementedCryptoServiceServer) Rewrap(context.Context, *RewrapRequest) (*RewrapResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rewrap not implemented")
+}
+func (UnimplementedCryptoServiceServer) GenerateDataKey(context.Context, *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateDataKey not implemented")
+}
+func (UnimplementedCryptoServiceServer) DecryptDataKey(context.Context, *DecryptDataKeyRequest) (*DecryptDataKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecryptDataKey not implemented")
 }
 func (UnimplementedCryptoServiceServer) mustEmbedUnimplementedCryptoServiceServer() {}
 func (UnimplementedCryptoServiceServer) testEmbeddedByValue()                       {}
@@ -678,6 +732,42 @@ func _CryptoService_Rewrap_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CryptoService_GenerateDataKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateDataKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CryptoServiceServer).GenerateDataKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CryptoService_GenerateDataKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CryptoServiceServer).GenerateDataKey(ctx, req.(*GenerateDataKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CryptoService_DecryptDataKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecryptDataKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CryptoServiceServer).DecryptDataKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CryptoService_DecryptDataKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CryptoServiceServer).DecryptDataKey(ctx, req.(*DecryptDataKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CryptoService_ServiceDesc is the grpc.ServiceDesc for CryptoService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -696,6 +786,14 @@ var CryptoService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rewrap",
 			Handler:    _CryptoService_Rewrap_Handler,
+		},
+		{
+			MethodName: "GenerateDataKey",
+			Handler:    _CryptoService_GenerateDataKey_Handler,
+		},
+		{
+			MethodName: "DecryptDataKey",
+			Handler:    _CryptoService_DecryptDataKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
