@@ -11,8 +11,9 @@ import (
 	"github.com/forgeapps/backbone/pkg/fault"
 )
 
-// Limits of what apps stores. A single item of the vault's Encrypt is at most 4 MiB, and a
-// gRPC message at most 16 MiB, hence the per-file and per-version bounds.
+// Limits of what apps stores: a gRPC message is at most 16 MiB (a whole version travels in
+// one CreateVersion), and a file or reference is held in memory a few times over while it is
+// checked, sealed and stored, hence the per-file and per-version bounds.
 const (
 	MaxFileBytes       = 4 << 20
 	MaxVersionBytes    = 12 << 20

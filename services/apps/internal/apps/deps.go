@@ -41,12 +41,37 @@ type CryptoItem struct {
 	Data    []byte
 }
 
+// SealedObject is large content sealed by envelope encryption, with its data key as the vault
+// wrapped it (store both: the object in object storage, the wrapped key in its row).
+type SealedObject struct {
+	Data       []byte
+	WrappedKey []byte
+}
+
+// ObjectItem is a sealed object to open: its binding and its wrapped data key.
+type ObjectItem struct {
+	Binding    Binding
+	WrappedKey []byte
+}
+
 // Crypto encrypts and decrypts tenant content under the owner's key (secrets-vault). Each
 // call is one batch however many items it carries (the adapter splits only what exceeds the
 // vault's per-call limits).
+//
+// Small fields (names, descriptions, prompts, emails, reference metadata) travel to the vault
+// whole (Encrypt, Decrypt). Large content (version files, reference contents) is sealed by
+// envelope encryption (SealObjects, OpenObjects): a fresh data key per object from the vault,
+// the bytes sealed in this process, the key stored only as the vault wrapped it under the
+// owner's key. The clear keys never leave the adapter's call.
 type Crypto interface {
 	Encrypt(ctx context.Context, o owner.ID, p Purpose, items []CryptoItem) (ciphertexts [][]byte, keyVersion uint32, err error)
 	Decrypt(ctx context.Context, o owner.ID, p Purpose, items []CryptoItem) ([][]byte, error)
+	// SealObjects seals each item under its own fresh data key. keyVersion is the owner's
+	// key version the data keys were wrapped under (the oldest, if calls straddle a rotation).
+	SealObjects(ctx context.Context, o owner.ID, p Purpose, items []CryptoItem) (sealed []SealedObject, keyVersion uint32, err error)
+	// OpenObjects opens what SealObjects sealed. fetch reads the sealed bytes of item i; the
+	// vault call that unwraps the keys runs while the objects are read.
+	OpenObjects(ctx context.Context, o owner.ID, p Purpose, items []ObjectItem, fetch func(ctx context.Context, i int) ([]byte, error)) ([][]byte, error)
 }
 
 // SecretSpec is a secret to store for an app (a key pasted into a prompt).
@@ -166,8 +191,10 @@ type ReferenceRecord struct {
 	ContentType string
 	Size        int64
 	ObjectKey   string
-	KeyVersion  uint32
-	Created     time.Time
+	// WrappedKey is the content's data key, wrapped by the vault under KeyVersion.
+	WrappedKey []byte
+	KeyVersion uint32
+	Created    time.Time
 }
 
 // VersionRecord is a version row.
@@ -185,7 +212,9 @@ type FileRecord struct {
 	ContentType string
 	Size        int64
 	ObjectKey   string
-	KeyVersion  uint32
+	// WrappedKey is the content's data key, wrapped by the vault under KeyVersion.
+	WrappedKey []byte
+	KeyVersion uint32
 }
 
 // ShareLinkRecord is a share link row.

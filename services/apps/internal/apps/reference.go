@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/forgeapps/backbone/pkg/fault"
+	"github.com/forgeapps/backbone/pkg/owner"
 )
 
 // Reference is an uploaded file's metadata.
@@ -57,15 +58,23 @@ func (s *Service) UploadReference(ctx context.Context, c Caller, appID uuid.UUID
 	if err != nil {
 		return Reference{}, fmt.Errorf("reference meta: %w", err)
 	}
-	cts, ver, err := s.crypto.Encrypt(ctx, a.Owner, PurposeAppContent, []CryptoItem{
+	// The metadata is a small field (sealed whole by the vault, like names); the content is
+	// sealed here under a fresh data key.
+	cts, metaVer, err := s.crypto.Encrypt(ctx, a.Owner, PurposeAppContent, []CryptoItem{
 		{Binding: referenceBinding(ref.ID, "meta"), Data: meta},
+	})
+	if err != nil {
+		return Reference{}, fmt.Errorf("seal reference: %w", err)
+	}
+	sealed, ver, err := s.crypto.SealObjects(ctx, a.Owner, PurposeAppContent, []CryptoItem{
 		{Binding: referenceBinding(ref.ID, "content"), Data: data},
 	})
 	if err != nil {
 		return Reference{}, fmt.Errorf("seal reference: %w", err)
 	}
+	ver = min(ver, metaVer) // what a rewrap after a rotation must look for
 	key := referenceKey(a.Owner, appID, ref.ID)
-	if err := s.blobs.Put(ctx, key, cts[1]); err != nil {
+	if err := s.blobs.Put(ctx, key, sealed[0].Data); err != nil {
 		return Reference{}, fmt.Errorf("store reference: %w", err)
 	}
 	err = s.store.Tx(ctx, a.Owner, func(ctx context.Context, tx StoreTx) error {
@@ -80,7 +89,7 @@ func (s *Service) UploadReference(ctx context.Context, c Caller, appID uuid.UUID
 			return fault.ResourceExhausted("an app holds at most %d references", MaxReferencesOfApp)
 		}
 		return tx.InsertReference(ctx, ReferenceRecord{ID: ref.ID, AppID: appID, Meta: cts[0], ContentType: t,
-			Size: ref.Size, ObjectKey: key, KeyVersion: ver, Created: ref.Created})
+			Size: ref.Size, ObjectKey: key, WrappedKey: sealed[0].WrappedKey, KeyVersion: ver, Created: ref.Created})
 	})
 	if err != nil {
 		s.deleteObjects(ctx, []string{key})
@@ -154,23 +163,36 @@ func (s *Service) GetReference(ctx context.Context, c Caller, appID, refID uuid.
 	if err != nil {
 		return Reference{}, nil, err
 	}
-	ct, err := s.blobs.Get(ctx, rec.ObjectKey)
+	ref, content, err := s.openReference(ctx, a.Owner, referencePurpose(a), rec)
 	if err != nil {
-		return Reference{}, nil, fmt.Errorf("read reference object: %w", err)
+		return Reference{}, nil, err
 	}
-	pts, err := s.crypto.Decrypt(ctx, a.Owner, referencePurpose(a), []CryptoItem{
-		{Binding: referenceBinding(rec.ID, "meta"), Data: rec.Meta},
-		{Binding: referenceBinding(rec.ID, "content"), Data: ct},
-	})
+	return ref, content, nil
+}
+
+// openReference opens a reference's metadata (the vault) and its content (envelope).
+func (s *Service) openReference(ctx context.Context, o owner.ID, p Purpose, rec ReferenceRecord) (Reference, []byte, error) {
+	pts, err := s.crypto.Decrypt(ctx, o, p, []CryptoItem{{Binding: referenceBinding(rec.ID, "meta"), Data: rec.Meta}})
 	if err != nil {
 		return Reference{}, nil, fmt.Errorf("open reference: %w", err)
 	}
-	var m referenceMeta
-	if err := json.Unmarshal(pts[0], &m); err != nil {
-		return Reference{}, nil, fmt.Errorf("reference meta: %w", err)
+	m, err := decodeReferenceMeta(pts[0])
+	if err != nil {
+		return Reference{}, nil, err
+	}
+	content, err := s.crypto.OpenObjects(ctx, o, p, []ObjectItem{{Binding: referenceBinding(rec.ID, "content"), WrappedKey: rec.WrappedKey}},
+		func(ctx context.Context, _ int) ([]byte, error) {
+			ct, err := s.blobs.Get(ctx, rec.ObjectKey)
+			if err != nil {
+				return nil, fmt.Errorf("read reference object: %w", err)
+			}
+			return ct, nil
+		})
+	if err != nil {
+		return Reference{}, nil, fmt.Errorf("open reference: %w", err)
 	}
 	return Reference{ID: rec.ID, Filename: m.Filename, ContentType: rec.ContentType, Size: rec.Size, SHA256: m.SHA256,
-		Created: rec.Created}, pts[1], nil
+		Created: rec.Created}, content[0], nil
 }
 
 // DeleteReference deletes a reference and its object (owner only).

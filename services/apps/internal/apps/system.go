@@ -174,23 +174,11 @@ func (s *Service) exportApp(ctx context.Context, o owner.ID, app App, emit func(
 		}
 	}
 	for _, r := range refs {
-		ct, err := s.blobs.Get(ctx, r.ObjectKey)
-		if err != nil {
-			return fmt.Errorf("export reference object: %w", err)
-		}
-		pts, err := s.crypto.Decrypt(ctx, o, PurposeExport, []CryptoItem{
-			{Binding: referenceBinding(r.ID, "meta"), Data: r.Meta},
-			{Binding: referenceBinding(r.ID, "content"), Data: ct},
-		})
+		ref, content, err := s.openReference(ctx, o, PurposeExport, r)
 		if err != nil {
 			return fmt.Errorf("export reference: %w", err)
 		}
-		meta, err := decodeReferenceMeta(pts[0])
-		if err != nil {
-			return err
-		}
-		ref := Reference{ID: r.ID, Filename: meta.Filename, ContentType: r.ContentType, Size: r.Size, SHA256: meta.SHA256, Created: r.Created}
-		if err := emit(ExportItem{AppID: app.ID, Reference: &ref, Content: pts[1]}); err != nil {
+		if err := emit(ExportItem{AppID: app.ID, Reference: &ref, Content: content}); err != nil {
 			return err
 		}
 	}

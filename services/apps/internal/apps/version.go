@@ -69,18 +69,19 @@ func (s *Service) CreateVersion(ctx context.Context, c Caller, appID uuid.UUID, 
 		for i, f := range checked {
 			items[i] = CryptoItem{Binding: versionBinding(appID, v.Version, f.Path), Data: f.Content}
 		}
-		cts, ver, err := s.crypto.Encrypt(ctx, a.Owner, PurposeAppContent, items)
+		sealed, ver, err := s.crypto.SealObjects(ctx, a.Owner, PurposeAppContent, items)
 		if err != nil {
 			return fmt.Errorf("seal version: %w", err)
 		}
 		vr := VersionRecord{AppID: appID, Version: v.Version, Author: v.Author, Created: v.Created}
 		for i, f := range checked {
 			key := versionFileKey(a.Owner, appID, v.Version, f.Path)
-			if err := s.blobs.Put(ctx, key, cts[i]); err != nil {
+			if err := s.blobs.Put(ctx, key, sealed[i].Data); err != nil {
 				return fmt.Errorf("store version file: %w", err)
 			}
 			written = append(written, key)
-			vr.Files = append(vr.Files, FileRecord{Path: f.Path, ContentType: f.ContentType, Size: f.Size, ObjectKey: key, KeyVersion: ver})
+			vr.Files = append(vr.Files, FileRecord{Path: f.Path, ContentType: f.ContentType, Size: f.Size, ObjectKey: key,
+				WrappedKey: sealed[i].WrappedKey, KeyVersion: ver})
 		}
 		if err := tx.InsertVersion(ctx, vr); err != nil {
 			return err
@@ -149,20 +150,23 @@ func (s *Service) GetVersionFile(ctx context.Context, c Caller, appID uuid.UUID,
 	return files[0], nil
 }
 
-// openFiles reads and decrypts version files of one app version (one vault call).
+// openFiles reads and decrypts version files of one app version (one vault call, for the
+// data keys, made while the objects are read).
 func (s *Service) openFiles(ctx context.Context, a Access, p Purpose, version int32, recs []FileRecord) ([]File, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	items := make([]CryptoItem, len(recs))
+	items := make([]ObjectItem, len(recs))
 	for i, r := range recs {
-		ct, err := s.blobs.Get(ctx, r.ObjectKey)
+		items[i] = ObjectItem{Binding: versionBinding(a.AppID, version, r.Path), WrappedKey: r.WrappedKey}
+	}
+	pts, err := s.crypto.OpenObjects(ctx, a.Owner, p, items, func(ctx context.Context, i int) ([]byte, error) {
+		ct, err := s.blobs.Get(ctx, recs[i].ObjectKey)
 		if err != nil {
 			return nil, fmt.Errorf("read version file object: %w", err)
 		}
-		items[i] = CryptoItem{Binding: versionBinding(a.AppID, version, r.Path), Data: ct}
-	}
-	pts, err := s.crypto.Decrypt(ctx, a.Owner, p, items)
+		return ct, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open version files: %w", err)
 	}

@@ -24,6 +24,7 @@ func TestAPI(t *testing.T) {
 		{"discover", testDiscover},
 		{"pasted keys", testPastedKeys},
 		{"uploads", testUploads},
+		{"envelope", testEnvelope},
 		{"pagination", testPagination},
 		{"builder and audit", testBuilderAndAudit},
 		{"system callers", testSystemCallers},

@@ -207,11 +207,19 @@ func TestVersionsImmutable(t *testing.T) {
 	app := insertApp(t, s, alice)
 	require.NoError(t, s.Tx(ctx, alice, func(ctx context.Context, tx apps.StoreTx) error {
 		return tx.InsertVersion(ctx, apps.VersionRecord{AppID: app, Version: 1, Author: apps.AuthorOwner, Created: time.Now(),
-			Files: []apps.FileRecord{{Path: "index.html", ContentType: "text/html", Size: 1, ObjectKey: "k", KeyVersion: 1}}})
+			Files: []apps.FileRecord{{Path: "index.html", ContentType: "text/html", Size: 1, ObjectKey: "k",
+				WrappedKey: []byte("wrapped data key"), KeyVersion: 1}}})
+	}))
+	require.NoError(t, s.Tx(ctx, alice, func(ctx context.Context, tx apps.StoreTx) error {
+		f, err := tx.VersionFile(ctx, app, 1, "index.html")
+		require.NoError(t, err)
+		require.Equal(t, []byte("wrapped data key"), f.WrappedKey)
+		return nil
 	}))
 	for _, stmt := range []string{
 		`update versions set author = 'builder' where owner_id = $1`,
 		`update version_files set object_key = 'other' where owner_id = $1`,
+		`update version_files set wrapped_key = 'other' where owner_id = $1`,
 	} {
 		err := env.DB.Tx(ctx, alice, func(ctx context.Context, tx database.Tx) error {
 			_, err := tx.Exec(ctx, stmt, alice)

@@ -78,9 +78,9 @@ const (
 
 const (
 	sqlInsertReference = `
-		insert into app_references (owner_id, id, app_id, meta, content_type, size_bytes, object_key, key_version, created_at)
-		values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
-	referenceColumns = `id, app_id, meta, content_type, size_bytes, object_key, key_version, created_at`
+		insert into app_references (owner_id, id, app_id, meta, content_type, size_bytes, object_key, wrapped_key, key_version, created_at)
+		values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	referenceColumns = `id, app_id, meta, content_type, size_bytes, object_key, wrapped_key, key_version, created_at`
 	sqlReferences    = `select ` + referenceColumns + ` from app_references where owner_id = $1 and app_id = $2
 		order by created_at, id`
 	sqlReference       = `select ` + referenceColumns + ` from app_references where owner_id = $1 and app_id = $2 and id = $3`
@@ -92,15 +92,15 @@ const (
 	sqlInsertVersion = `
 		insert into versions (owner_id, app_id, version, author, created_at) values ($1, $2, $3, $4, $5)`
 	sqlInsertVersionFile = `
-		insert into version_files (owner_id, app_id, version, path, content_type, size_bytes, object_key, key_version)
-		values ($1, $2, $3, $4, $5, $6, $7, $8)`
+		insert into version_files (owner_id, app_id, version, path, content_type, size_bytes, object_key, wrapped_key, key_version)
+		values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	sqlVersions = `
 		select v.version, v.author, v.created_at, f.path, f.content_type, f.size_bytes
 		from versions v
 		left join version_files f on f.owner_id = v.owner_id and f.app_id = v.app_id and f.version = v.version
 		where v.owner_id = $1 and v.app_id = $2
 		order by v.version, f.path`
-	fileColumns    = `path, content_type, size_bytes, object_key, key_version`
+	fileColumns    = `path, content_type, size_bytes, object_key, wrapped_key, key_version`
 	sqlVersionFile = `select ` + fileColumns + ` from version_files
 		where owner_id = $1 and app_id = $2 and version = $3 and path = $4`
 	sqlVersionFiles = `select ` + fileColumns + ` from version_files

@@ -435,7 +435,7 @@ func (t *storeTx) PromptReads(ctx context.Context, appID uuid.UUID, after *apps.
 
 func (t *storeTx) InsertReference(ctx context.Context, r apps.ReferenceRecord) error {
 	_, err := t.tx.Exec(ctx, sqlInsertReference, t.Owner(), r.ID, r.AppID, r.Meta, r.ContentType, r.Size, r.ObjectKey,
-		int64(r.KeyVersion), r.Created)
+		r.WrappedKey, int64(r.KeyVersion), r.Created)
 	if err != nil {
 		return fmt.Errorf("insert reference: %w", err)
 	}
@@ -452,7 +452,7 @@ func (t *storeTx) queryReferences(ctx context.Context, q string, args ...any) ([
 		r   apps.ReferenceRecord
 		ver int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.AppID, &r.Meta, &r.ContentType, &r.Size, &r.ObjectKey, &ver, &r.Created}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.AppID, &r.Meta, &r.ContentType, &r.Size, &r.ObjectKey, &r.WrappedKey, &ver, &r.Created}, func() error {
 		r.KeyVersion = uint32(ver)
 		out = append(out, r)
 		return nil
@@ -501,7 +501,8 @@ func (t *storeTx) InsertVersion(ctx context.Context, v apps.VersionRecord) error
 	b := &pgx.Batch{}
 	b.Queue(sqlInsertVersion, t.Owner(), v.AppID, v.Version, v.Author, v.Created)
 	for _, f := range v.Files {
-		b.Queue(sqlInsertVersionFile, t.Owner(), v.AppID, v.Version, f.Path, f.ContentType, f.Size, f.ObjectKey, int64(f.KeyVersion))
+		b.Queue(sqlInsertVersionFile, t.Owner(), v.AppID, v.Version, f.Path, f.ContentType, f.Size, f.ObjectKey, f.WrappedKey,
+			int64(f.KeyVersion))
 	}
 	br := t.tx.SendBatch(ctx, b)
 	var err error
@@ -560,7 +561,7 @@ func (t *storeTx) queryFiles(ctx context.Context, q string, args ...any) ([]apps
 		f   apps.FileRecord
 		ver int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&f.Path, &f.ContentType, &f.Size, &f.ObjectKey, &ver}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&f.Path, &f.ContentType, &f.Size, &f.ObjectKey, &f.WrappedKey, &ver}, func() error {
 		f.KeyVersion = uint32(ver)
 		out = append(out, f)
 		return nil

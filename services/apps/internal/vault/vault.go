@@ -1,6 +1,7 @@
 // Package vault is the apps service's client of secrets-vault: it seals and opens tenant
-// content (CryptoService), stores keys pasted into prompts as app secrets (SecretService) and
-// tells the vault which apps exist (AppRegistryService). Every call acts for one owner: the
+// content (CryptoService: small fields whole, large objects by envelope encryption under data
+// keys the vault issues and wraps), stores keys pasted into prompts as app secrets
+// (SecretService) and tells the vault which apps exist (AppRegistryService). Every call acts for one owner: the
 // owner context is set here from the owner the domain names, and the client interceptors
 // forward it.
 package vault
@@ -20,6 +21,7 @@ import (
 	"github.com/forgeapps/backbone/pkg/owner"
 
 	"github.com/forgeapps/backbone/services/apps/internal/apps"
+	"github.com/forgeapps/backbone/services/apps/internal/envelope"
 )
 
 // Per-call bounds of the vault's CryptoService (500 items) and a payload that keeps each
@@ -133,6 +135,142 @@ func (c *Client) Decrypt(ctx context.Context, o owner.ID, p apps.Purpose, items 
 			return nil, fmt.Errorf("vault decrypt: %d plaintexts for %d items", len(resp.GetPlaintexts()), len(chunk))
 		}
 		out = append(out, resp.GetPlaintexts()...)
+	}
+	return out, nil
+}
+
+// SealObjects implements envelope encryption (apps.Crypto): one GenerateDataKey call per
+// maxItems items returns a fresh data key per item, in the clear and wrapped under the owner's
+// key for the item's binding; each item is sealed here with its key (package envelope) and the
+// clear key is zeroed before this method returns. Only the content and the wrapped key leave.
+func (c *Client) SealObjects(ctx context.Context, o owner.ID, p apps.Purpose, items []apps.CryptoItem) ([]apps.SealedObject, uint32, error) {
+	ctx = c.as(ctx, o)
+	out := make([]apps.SealedObject, 0, len(items))
+	var version uint32
+	for start := 0; start < len(items); start += maxItems {
+		chunk := items[start:min(start+maxItems, len(items))]
+		req := &vaultv1.GenerateDataKeyRequest{Purpose: purposes[p], Bindings: make([]*vaultv1.Binding, len(chunk))}
+		for i, it := range chunk {
+			req.Bindings[i] = binding(it.Binding)
+		}
+		resp, err := c.crypto.GenerateDataKey(ctx, req)
+		if err != nil {
+			return nil, 0, mapErr("generate data key", err)
+		}
+		sealed, err := sealWith(resp, o, chunk)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, sealed...)
+		if version == 0 || resp.GetKeyVersion() < version {
+			version = resp.GetKeyVersion()
+		}
+	}
+	return out, version, nil
+}
+
+// sealWith seals each item with its key of resp and zeroes every clear key of resp.
+func sealWith(resp *vaultv1.GenerateDataKeyResponse, o owner.ID, items []apps.CryptoItem) ([]apps.SealedObject, error) {
+	defer func() {
+		for _, k := range resp.GetKeys() {
+			clear(k.GetPlaintext())
+		}
+	}()
+	if len(resp.GetKeys()) != len(items) {
+		return nil, fmt.Errorf("vault generate data key: %d keys for %d items", len(resp.GetKeys()), len(items))
+	}
+	out := make([]apps.SealedObject, len(items))
+	for i, it := range items {
+		k := resp.GetKeys()[i]
+		data, err := envelope.Seal(k.GetPlaintext(), envelopeBinding(o, it.Binding), it.Data)
+		if err != nil {
+			return nil, fmt.Errorf("seal object: %w", err)
+		}
+		out[i] = apps.SealedObject{Data: data, WrappedKey: k.GetWrapped()}
+	}
+	return out, nil
+}
+
+func envelopeBinding(o owner.ID, b apps.Binding) envelope.Binding {
+	return envelope.Binding{Owner: o, Object: b.Object, Field: b.Field}
+}
+
+// OpenObjects implements apps.Crypto: the wrapped keys are opened by the vault
+// (DecryptDataKey, audited with purpose p) while fetch reads the objects, then each object is
+// opened here and its clear key zeroed. An object that does not open fails the whole call.
+func (c *Client) OpenObjects(ctx context.Context, o owner.ID, p apps.Purpose, items []apps.ObjectItem,
+	fetch func(ctx context.Context, i int) ([]byte, error)) ([][]byte, error) {
+	for i, it := range items {
+		if len(it.WrappedKey) == 0 {
+			// Only rows written before envelope encryption lack a key; none exist in production.
+			return nil, fmt.Errorf("object %d has no wrapped data key", i)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type unwrapped struct {
+		keys [][]byte
+		err  error
+	}
+	done := make(chan unwrapped, 1)
+	go func() {
+		keys, err := c.decryptDataKeys(c.as(ctx, o), p, items)
+		done <- unwrapped{keys, err}
+	}()
+	sealed := make([][]byte, len(items))
+	var fetchErr error
+	for i := range items {
+		if sealed[i], fetchErr = fetch(ctx, i); fetchErr != nil {
+			cancel() // the keys are not needed any more
+			break
+		}
+	}
+	r := <-done
+	defer func() {
+		for _, k := range r.keys {
+			clear(k)
+		}
+	}()
+	if fetchErr != nil {
+		return nil, fetchErr
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		pt, err := envelope.Open(r.keys[i], envelopeBinding(o, it.Binding), sealed[i])
+		if err != nil {
+			return nil, fmt.Errorf("open object %d: %w", i, err)
+		}
+		out[i] = pt
+	}
+	return out, nil
+}
+
+// decryptDataKeys opens wrapped keys in calls the vault accepts.
+func (c *Client) decryptDataKeys(ctx context.Context, p apps.Purpose, items []apps.ObjectItem) ([][]byte, error) {
+	out := make([][]byte, 0, len(items))
+	fail := func(err error) ([][]byte, error) {
+		for _, k := range out {
+			clear(k)
+		}
+		return nil, err
+	}
+	for start := 0; start < len(items); start += maxItems {
+		chunk := items[start:min(start+maxItems, len(items))]
+		req := &vaultv1.DecryptDataKeyRequest{Purpose: purposes[p], Items: make([]*vaultv1.WrappedDataKey, len(chunk))}
+		for i, it := range chunk {
+			req.Items[i] = &vaultv1.WrappedDataKey{Binding: binding(it.Binding), Wrapped: it.WrappedKey}
+		}
+		resp, err := c.crypto.DecryptDataKey(ctx, req)
+		if err != nil {
+			return fail(mapErr("decrypt data key", err))
+		}
+		out = append(out, resp.GetPlaintexts()...)
+		if len(resp.GetPlaintexts()) != len(chunk) {
+			return fail(fmt.Errorf("vault decrypt data key: %d keys for %d items", len(resp.GetPlaintexts()), len(chunk)))
+		}
 	}
 	return out, nil
 }
