@@ -21,25 +21,28 @@ import (
 // forgeImage marks the suite's own containers (the conventions apply to them, not to NATS).
 const forgeImage = "ghcr.io/forgeapps/backbone/"
 
-// pendingEnv are variables the services will read that docs/conventions.md does not list yet
-// (the brief of issue 8 names them; their owners may still rename them). Each lives in one
-// place per region: regions/<region>/config/region.env, or one secretKeyRef.
-var pendingEnv = []string{
-	"FORGE_BLOB_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEY_PROVIDER", "FORGE_CONSOLE_ORIGIN",
-	"FORGE_SANDBOX_DOMAIN", "BACKUP_DATABASE_URL",
-}
-
-// conventionsEnv reads the variable names of the environment table in docs/conventions.md.
+// conventionsEnv reads the variable names of docs/conventions.md: the shared environment table
+// and the "Settings of one service" table.
 func conventionsEnv(tb testing.TB) []string {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(tb), "docs", "conventions.md"))
 	require.NoError(tb, err)
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "| `") {
+		if !strings.HasPrefix(line, "| ") {
 			continue
 		}
-		first := strings.SplitN(line, "|", 3)[1]
+		cells := strings.Split(line, "|")
+		first := strings.TrimSpace(cells[1])
+		if slices.Contains(serviceNames(), first) && len(cells) > 2 {
+			for _, m := range regexp.MustCompile("`([A-Z][A-Z0-9_]+)`").FindAllStringSubmatch(cells[2], -1) {
+				out = append(out, m[1])
+			}
+			continue
+		}
+		if !strings.HasPrefix(first, "`") {
+			continue
+		}
 		for _, m := range regexp.MustCompile("`([A-Z_<>]+)`").FindAllStringSubmatch(first, -1) {
 			out = append(out, m[1])
 		}
@@ -51,11 +54,12 @@ func conventionsEnv(tb testing.TB) []string {
 		}
 	}
 	require.Contains(tb, out, "FORGE_HEALTH_ADDR", "conventions table parsed")
+	require.Contains(tb, out, "FORGE_SANDBOX_GRANT_KEY_FILE", "settings table parsed")
 	return out
 }
 
 func checkEnvConventions(t *testing.T, s *suite) {
-	known := append(conventionsEnv(t), pendingEnv...)
+	known := conventionsEnv(t)
 	grpcPort := map[string]int32{}
 	for _, svc := range services() {
 		grpcPort[svc.Name] = svc.GRPCPort
@@ -68,7 +72,16 @@ func checkEnvConventions(t *testing.T, s *suite) {
 				if !strings.HasPrefix(c.Image, forgeImage) {
 					continue
 				}
+				var argVars []string
+				for _, a := range c.Args {
+					for _, m := range argRef.FindAllStringSubmatch(a, -1) {
+						argVars = append(argVars, m[1])
+					}
+				}
 				for _, ev := range c.Env {
+					if slices.Contains(argVars, ev.Name) {
+						continue // expanded into the command line by the kubelet, not read by the binary
+					}
 					require.Contains(t, known, ev.Name, "%s: %s sets %s, which docs/conventions.md does not define", e, w, ev.Name)
 					if target, ok := addrEnv[ev.Name]; ok {
 						want := fmt.Sprintf("%s.forge.svc.cluster.local:%d", target, grpcPort[target])
@@ -111,18 +124,25 @@ func checkRegionConfig(t *testing.T, s *suite) {
 			perRegion[region] = cfg
 			require.Equal(t, region, cfg["FORGE_REGION"])
 			require.Equal(t, "forge.internal", cfg["FORGE_TRUST_DOMAIN"])
-			for _, k := range []string{"FORGE_BLOB_URL", "FORGE_BACKUP_BLOB_URL"} {
+			buckets := []string{"FORGE_BLOB_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEYRING_BACKUP_URL"}
+			seen := map[string]string{}
+			for _, k := range buckets {
 				u, err := url.Parse(cfg[k])
 				require.NoError(t, err, k)
-				require.Equal(t, "s3", u.Scheme, k)
+				require.Equal(t, "s3", u.Scheme, "%s: durable object storage (a file:// directory in a pod is gone with the pod)", k)
 				require.Contains(t, u.Host, region, "%s: the bucket of this region", k)
 				require.NotEmpty(t, u.Query().Get("region"), "%s names the cloud region", k)
+				// Each its own bucket: live objects, data backups (which the backup job's role
+				// writes) and keyring backups (which only secrets-vault's role reaches, so a
+				// shred reaches every copy of a tenant key) never share one.
+				require.NotContains(t, seen, u.Host, "%s shares bucket %s with %s", k, u.Host, seen[u.Host])
+				seen[u.Host] = k
 			}
-			require.NotEqual(t, cfg["FORGE_BLOB_URL"], cfg["FORGE_BACKUP_BLOB_URL"], "backups live apart from live objects")
-			kp, err := url.Parse(cfg["FORGE_KEY_PROVIDER"])
+			require.NotContains(t, cfg, "FORGE_KEY_PROVIDER", "key providers are files from each workload's own Secret, never regional configuration")
+			issuer, err := url.Parse(cfg["FORGE_OIDC_ISSUER"])
 			require.NoError(t, err)
-			require.Contains(t, []string{"awskms", "gcpkms", "azurekeyvault", "hashivault"}, kp.Scheme, "a KMS in production, never a key file")
-			require.Contains(t, kp.String(), region)
+			require.Equal(t, "https", issuer.Scheme, "the identity provider is reached over HTTPS")
+			require.NotEmpty(t, cfg["FORGE_OIDC_AUDIENCE"])
 			console, err := url.Parse(cfg["FORGE_CONSOLE_ORIGIN"])
 			require.NoError(t, err)
 			require.Equal(t, "https", console.Scheme)
@@ -148,8 +168,15 @@ func checkRegionConfig(t *testing.T, s *suite) {
 								continue
 							}
 							ref := ev.ValueFrom.ConfigMapKeyRef
-							require.Equal(t, name, ref.Name, "%s: %s: %s refers to the rendered regional ConfigMap", e, w, ev.Name)
-							require.Contains(t, data, ref.Key, "%s: %s: key %s", e, w, ref.Key)
+							refData := data
+							if ref.Name != name {
+								// Only an entry's own generated ConfigMap besides the regional one
+								// (the restore entry's choice of dump).
+								cm := r.find(t, "ConfigMap", ref.Name)
+								require.False(t, strings.HasPrefix(ref.Name, "forge-region"), "%s: %s: %s refers to a stale regional ConfigMap", e, w, ev.Name)
+								refData = cm.Typed.(*corev1.ConfigMap).Data
+							}
+							require.Contains(t, refData, ref.Key, "%s: %s: key %s", e, w, ref.Key)
 							require.True(t, ref.Optional == nil || !*ref.Optional, "%s: %s: %s is required", e, w, ev.Name)
 						}
 					}
@@ -161,7 +188,7 @@ func checkRegionConfig(t *testing.T, s *suite) {
 	rs := regions(t)
 	for i := range rs {
 		for j := i + 1; j < len(rs); j++ {
-			for _, k := range []string{"FORGE_REGION", "FORGE_BLOB_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEY_PROVIDER", "FORGE_SANDBOX_DOMAIN"} {
+			for _, k := range []string{"FORGE_REGION", "FORGE_BLOB_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEYRING_BACKUP_URL", "FORGE_SANDBOX_DOMAIN"} {
 				require.NotEqual(t, perRegion[rs[i]][k], perRegion[rs[j]][k], "%s is regional", k)
 			}
 		}
@@ -258,6 +285,15 @@ func assertMountsCertificate(t *testing.T, where string, spec corev1.PodSpec, se
 
 func checkJobs(t *testing.T, s *suite) {
 	for _, region := range regions(t) {
+		deps := s.get(t, "deps/"+region)
+		var roles []string
+		for _, role := range deps.find(t, "Cluster", "forge-pg").Typed.(*PGCluster).Spec.Managed.Roles {
+			roles = append(roles, role.Name)
+		}
+		databases := map[string]bool{}
+		for _, o := range deps.ofKind("Database") {
+			databases[o.Typed.(*PGDatabase).Spec.Name] = true
+		}
 		for _, svc := range services() {
 			entry := "regions/" + region + "/" + svc.Name
 			d := s.get(t, entry).find(t, "Deployment", svc.Name).Typed.(*appsv1.Deployment)
@@ -279,23 +315,113 @@ func checkJobs(t *testing.T, s *suite) {
 			m, ok := envVar(jc, "MIGRATION_DATABASE_URL")
 			require.True(t, ok, entry)
 			require.Equal(t, svc.Name+"-migration-database", m.ValueFrom.SecretKeyRef.Name, entry)
+			runtimeRole := strings.ReplaceAll(svc.Name, "-", "_") + "_app"
+			require.Equal(t, runtimeRole, envValue(t, jc, "FORGE_DB_RUNTIME_ROLE"), "%s: grants to the role the server logs in as", entry)
+			require.Contains(t, roles, runtimeRole, "%s: a role of the region's Postgres", entry)
 			_, runtime := envVar(jc, "DATABASE_URL")
 			require.False(t, runtime, "%s: the migration Job runs as the migration role only", entry)
 			require.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy, entry)
 			require.NotNil(t, job.Spec.BackoffLimit, entry)
 			require.NotNil(t, job.Spec.ActiveDeadlineSeconds, entry)
+			require.Empty(t, workloadKeyProblems(job.Spec.Template.Spec), entry)
 		}
-		r := s.get(t, "regions/"+region+"/data-lifecycle")
+		entry := "regions/" + region + "/data-lifecycle"
+		r := s.get(t, entry)
 		cj := r.find(t, "CronJob", "data-lifecycle-backup").Typed.(*batchv1.CronJob)
 		require.Equal(t, batchv1.ForbidConcurrent, cj.Spec.ConcurrencyPolicy, "backups never overlap")
 		require.NotNil(t, cj.Spec.StartingDeadlineSeconds)
 		require.Len(t, strings.Fields(cj.Spec.Schedule), 5)
 		jc := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
 		require.Equal(t, []string{"backup"}, jc.Args)
-		d := r.find(t, "Deployment", "data-lifecycle").Typed.(*appsv1.Deployment)
-		require.Equal(t, d.Spec.Template.Spec.Containers[0].Image, jc.Image)
-		assertMountsCertificate(t, region+" backup", cj.Spec.JobTemplate.Spec.Template.Spec, "data-lifecycle-tls")
+		server := r.find(t, "Deployment", "data-lifecycle").Typed.(*appsv1.Deployment).Spec.Template.Spec.Containers[0]
+		require.Equal(t, server.Image, jc.Image)
+		require.Empty(t, workloadKeyProblems(cj.Spec.JobTemplate.Spec.Template.Spec), "%s: the backup", entry)
+		require.Equal(t, envValue(t, server, "FORGE_BACKUP_RETENTION"), envValue(t, jc, "FORGE_BACKUP_RETENTION"),
+			"%s: deletion certificates promise the retention the backup job enforces", entry)
+		retention, err := time.ParseDuration(envValue(t, jc, "FORGE_BACKUP_RETENTION"))
+		require.NoError(t, err)
+		require.LessOrEqual(t, retention, 30*24*time.Hour, "backups kept at most 30 days")
+
+		// The backup covers every service database, each by its database and schema.
+		var targets []string
+		for _, part := range strings.Split(envValue(t, jc, "FORGE_BACKUP_TARGETS"), ",") {
+			name, rest, ok := strings.Cut(part, "=")
+			require.True(t, ok, part)
+			database, schema, ok := strings.Cut(rest, "/")
+			require.True(t, ok, part)
+			svc := serviceByName(t, name)
+			require.True(t, svc.Database, part)
+			require.True(t, databases[database], "%s: database %s is one of the region's Postgres", part, database)
+			require.Equal(t, serviceSchema(t, name), schema, "%s: the service's schema", part)
+			targets = append(targets, name)
+		}
+		var withDB []string
+		for _, svc := range services() {
+			if svc.Database {
+				withDB = append(withDB, svc.Name)
+			}
+		}
+		require.ElementsMatch(t, withDB, targets, "every service database is backed up, once")
+
+		restoreEntry := entry + "/restore"
+		rj := s.get(t, restoreEntry).find(t, "Job", "data-lifecycle-restore").Typed.(*batchv1.Job)
+		rc := rj.Spec.Template.Spec.Containers[0]
+		require.Equal(t, []string{"restore", "-backup", "$(RESTORE_BACKUP)", "-into", "$(RESTORE_DATABASE_URL)"}, rc.Args, restoreEntry)
+		require.Equal(t, server.Image, rc.Image, restoreEntry)
+		require.Empty(t, workloadKeyProblems(rj.Spec.Template.Spec), restoreEntry)
+		into, ok := envVar(rc, "RESTORE_DATABASE_URL")
+		require.True(t, ok)
+		require.NotNil(t, into.ValueFrom.SecretKeyRef, "%s: the target URL holds a password", restoreEntry)
 	}
+}
+
+// workloadKeyProblems: a Job (migration, backup, restore) presents no workload certificate, so
+// it mounts no workload or edge key: only the CA (ca.crt of forge-trust-bundle) to verify
+// Postgres, at /etc/forge/tls where the database URLs' sslrootcert points.
+func workloadKeyProblems(spec corev1.PodSpec) []string {
+	var p []string
+	trust := ""
+	for _, v := range spec.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		switch {
+		case v.Secret.SecretName == "forge-trust-bundle":
+			if len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "ca.crt" {
+				p = append(p, "forge-trust-bundle: project ca.crt only")
+			}
+			trust = v.Name
+		case strings.HasSuffix(v.Secret.SecretName, "-tls"):
+			p = append(p, "mounts certificate Secret "+v.Secret.SecretName)
+		}
+	}
+	found := false
+	for _, m := range spec.Containers[0].VolumeMounts {
+		if m.Name == trust && m.MountPath == "/etc/forge/tls" {
+			found = true
+		}
+	}
+	if !found {
+		p = append(p, "no trust bundle at /etc/forge/tls")
+	}
+	return p
+}
+
+// serviceSchema reads the Schema constant of a service's internal/postgres package.
+func serviceSchema(tb testing.TB, svc string) string {
+	tb.Helper()
+	matches, err := filepath.Glob(filepath.Join(repoRoot(tb), "services", svc, "internal", "postgres", "*.go"))
+	require.NoError(tb, err)
+	re := regexp.MustCompile(`(?m)^const Schema = "([a-z_]+)"`)
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		require.NoError(tb, err)
+		if sm := re.FindSubmatch(b); sm != nil {
+			return string(sm[1])
+		}
+	}
+	tb.Fatalf("%s: no Schema constant in internal/postgres", svc)
+	return ""
 }
 
 // placeholders are values the bases carry only until a region overrides them.
