@@ -88,6 +88,16 @@ func checkDependencies(t *testing.T, s *suite) {
 			require.Len(t, sts.Spec.VolumeClaimTemplates, 1)
 			require.Equal(t, "forge-encrypted", *sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName)
 			require.Contains(t, conf, "authorization", "no anonymous clients")
+			// A NATS user for every service that connects (each reads NATS_URL from <service>-nats),
+			// its password from nats-users.
+			for _, svc := range services() {
+				m := regexp.MustCompile(`\{user: ` + regexp.QuoteMeta(svc.Name) + `, password: \$([A-Z_]+)\}`).FindStringSubmatch(conf)
+				require.NotNil(t, m, "%s: a NATS user for %s", region, svc.Name)
+				env, ok := envVar(sts.Spec.Template.Spec.Containers[0], m[1])
+				require.True(t, ok, "%s: %s is set", region, m[1])
+				require.Equal(t, "nats-users", env.ValueFrom.SecretKeyRef.Name)
+				require.Equal(t, svc.Name, env.ValueFrom.SecretKeyRef.Key)
+			}
 
 			// Postgres: three instances across zones, synchronous, encrypted, backed up for at
 			// most 30 days, TLS from the region's CA.

@@ -337,7 +337,7 @@ func TestEnvCheckBites(t *testing.T) {
 	c := workloadsOf(rendering{Objects: []object{job}})[0].template.Spec.Containers[0]
 	require.Empty(t, envProblems(c))
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(*corev1.Container)
 	}{
 		{"runtime role missing", func(c *corev1.Container) {

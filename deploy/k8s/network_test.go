@@ -301,16 +301,18 @@ func edges(r rendering, exts []external) []string {
 
 // expectedEdges is the design's edge list (issue 8), and the infrastructure every pod needs:
 //   - DNS for every pod of the suite;
-//   - the edge (gateway) to every service; apps and sandbox-origin to secrets-vault; tenant to
-//     secrets-vault (DESIGN.md: tenant talks to secrets-vault); sandbox-origin to apps;
-//     data-lifecycle to the services it drives (tenant, apps, secrets-vault; sandbox-origin
-//     learns of deletions through NATS);
-//   - every service that owns data to Postgres (server, migration Job, backup CronJob) and to
-//     NATS; NATS to itself (routes); Postgres to itself and from its operator;
+//   - the gRPC edges of the services' workload tables (services(), held to the tables by
+//     TestCallersMatchTheWorkloadTables): the edge (gateway) to every service; apps to tenant
+//     and secrets-vault; sandbox-origin to apps and secrets-vault; data-lifecycle to the
+//     services it drives (tenant, apps, secrets-vault; sandbox-origin learns of deletions
+//     through NATS). The external billing and builder callers are admitted by nothing;
+//   - every service that owns data to Postgres (server, migration Job, backup CronJob, restore
+//     Job); every service, the gateway included, to NATS; NATS to itself (routes); Postgres to
+//     itself and from its operator;
 //   - outside: anyone to the two HTTP edges; the sandbox proxy to public addresses on any
 //     port; the gateway to public HTTPS (OIDC keys, the other region's edge); apps,
-//     secrets-vault, data-lifecycle, its backup and Postgres to the region's object storage and
-//     KMS endpoints; Postgres to the Kubernetes API. Never a private, link-local, loopback or
+//     secrets-vault, data-lifecycle, its backup and restore and Postgres to the region's object
+//     storage endpoints; Postgres to the Kubernetes API. Never a private, link-local, loopback or
 //     shared address otherwise.
 func expectedEdges(r rendering, exts []external) []string {
 	set := map[string]bool{}
@@ -338,15 +340,16 @@ func expectedEdges(r rendering, exts []external) []string {
 				add("%s -> %s:%d/TCP", o, dst.Name, dst.HTTPPort) // the HTTP edges admit anyone
 			}
 		}
+		add("%s -> nats:4222/TCP", dst.Name) // every service uses JetStream; the gateway its revocation feed
 		if !dst.Database {
 			continue
 		}
 		for _, src := range []string{dst.Name, dst.Name + "-migrate"} {
 			add("%s -> forge-pg:5432/TCP", src)
 		}
-		add("%s -> nats:4222/TCP", dst.Name)
 	}
 	add("data-lifecycle-backup -> forge-pg:5432/TCP")
+	add("data-lifecycle-restore -> forge-pg:5432/TCP")
 	add("nats -> nats:6222/TCP")
 	for _, src := range []string{"forge-pg", "cnpg-operator"} {
 		add("%s -> forge-pg:5432/TCP", src)
@@ -360,7 +363,7 @@ func expectedEdges(r rendering, exts []external) []string {
 			add("gateway -> %s:443/TCP", x.Name)
 		}
 	}
-	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "forge-pg"} {
+	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "data-lifecycle-restore", "forge-pg"} {
 		add("%s -> cloud-endpoint:443/TCP", w)
 	}
 	add("forge-pg -> kube-apiserver:443/TCP")
@@ -451,8 +454,8 @@ func checkDefaultDeny(t *testing.T, s *suite) {
 	}
 }
 
-// regionWithMigrations is the whole region plus its migration entries: what runs in the
-// region while a migration Job is up.
+// regionWithMigrations is the whole region plus its migration entries and data-lifecycle's
+// restore entry: what runs in the region while a migration or a restore Job is up.
 func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 	tb.Helper()
 	whole := s.get(tb, "regions/"+region)
@@ -463,6 +466,9 @@ func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 			r.Objects = append(r.Objects, s.get(tb, "regions/"+region+"/"+svc.Name+"/migrate").ofKind("NetworkPolicy")...)
 		}
 	}
+	restore := s.get(tb, "regions/"+region+"/data-lifecycle/restore")
+	r.Objects = append(r.Objects, restore.ofKind("Job")...)
+	r.Objects = append(r.Objects, restore.ofKind("NetworkPolicy")...)
 	return r
 }
 

@@ -20,20 +20,23 @@ type service struct {
 	HealthPort int32
 	HTTPPort   int32 // 0: no HTTP listener
 	// Database: the service owns a database (and so a migration Job, a runtime and a
-	// migration role) and consumes JetStream. The gateway owns no data.
+	// migration role). The gateway owns no data.
 	Database bool
-	// Callers are the workloads whose gRPC calls the service accepts (its workload table).
-	Callers []string
+	// Callers are the in-cluster workloads whose gRPC calls the service accepts (its workload
+	// table, internal/grpcapi); External are the table's callers from outside the cluster.
+	Callers, External []string
 }
 
 // services is the base list: one kustomize base per entry, no more, no fewer.
 func services() []service {
 	return []service{
 		{Name: "gateway", GRPCPort: 9100, HealthPort: 9200, HTTPPort: 8080},
-		{Name: "tenant", GRPCPort: 9101, HealthPort: 9201, Database: true, Callers: []string{"gateway", "data-lifecycle"}},
-		{Name: "apps", GRPCPort: 9102, HealthPort: 9202, Database: true, Callers: []string{"gateway", "sandbox-origin", "data-lifecycle"}},
+		{Name: "tenant", GRPCPort: 9101, HealthPort: 9201, Database: true, Callers: []string{"gateway", "apps", "data-lifecycle"},
+			External: []string{"billing", "builder"}},
+		{Name: "apps", GRPCPort: 9102, HealthPort: 9202, Database: true, Callers: []string{"gateway", "sandbox-origin", "data-lifecycle"},
+			External: []string{"builder"}},
 		{Name: "secrets-vault", GRPCPort: 9103, HealthPort: 9203, Database: true,
-			Callers: []string{"gateway", "tenant", "apps", "sandbox-origin", "data-lifecycle"}},
+			Callers: []string{"gateway", "apps", "sandbox-origin", "data-lifecycle"}},
 		{Name: "sandbox-origin", GRPCPort: 9104, HealthPort: 9204, HTTPPort: 8090, Database: true, Callers: []string{"gateway"}},
 		{Name: "data-lifecycle", GRPCPort: 9105, HealthPort: 9205, Database: true, Callers: []string{"gateway"}},
 	}
@@ -152,4 +155,67 @@ func deploymentsIn(r rendering) []string {
 		out = append(out, o.Name)
 	}
 	return out
+}
+
+// workloadNames maps pkg/workload's constants to workload names.
+var workloadNames = map[string]string{
+	"Gateway": "gateway", "Tenant": "tenant", "Apps": "apps", "SecretsVault": "secrets-vault",
+	"SandboxOrigin": "sandbox-origin", "DataLifecycle": "data-lifecycle", "Billing": "billing", "Builder": "builder",
+}
+
+// tableCallers reads the workloads a service's workload table names: every workload.X inside
+// its Table function (the gateway's table is the empty literal in its main).
+func tableCallers(tb testing.TB, svc string) []string {
+	tb.Helper()
+	dir := filepath.Join(repoRoot(tb), "services", svc, "internal", "grpcapi")
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	require.NoError(tb, err)
+	var body string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		require.NoError(tb, err)
+		text := string(b)
+		i := strings.Index(text, "\nfunc Table() authz.Table {")
+		if i < 0 {
+			continue
+		}
+		end := strings.Index(text[i:], "\n}\n")
+		require.Positive(tb, end, "%s: end of Table", f)
+		body = text[i : i+end]
+	}
+	if svc == "gateway" {
+		b, err := os.ReadFile(filepath.Join(repoRoot(tb), "services", "gateway", "cmd", "gateway", "main.go"))
+		require.NoError(tb, err)
+		require.Contains(tb, string(b), "Table:  authz.Table{},", "the gateway serves no API of its own")
+		return nil
+	}
+	require.NotEmpty(tb, body, "%s: no Table function in internal/grpcapi", svc)
+	var out []string
+	for _, m := range regexp.MustCompile(`workload\.([A-Z][A-Za-z]+)`).FindAllStringSubmatch(body, -1) {
+		name, ok := workloadNames[m[1]]
+		require.True(tb, ok, "%s: unknown workload constant %s", svc, m[1])
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// TestCallersMatchTheWorkloadTables holds the service table (and through it every
+// NetworkPolicy edge) to the services' own workload tables: a caller added to or removed from
+// a table fails here until the policies follow.
+func TestCallersMatchTheWorkloadTables(t *testing.T) {
+	for _, s := range services() {
+		t.Run(s.Name, func(t *testing.T) {
+			got := tableCallers(t, s.Name)
+			want := append(slices.Clone(s.Callers), s.External...)
+			require.ElementsMatch(t, want, got, "callers of %s", s.Name)
+			for _, x := range s.External {
+				require.NotContains(t, serviceNames(), x, "%s is outside the cluster", x)
+			}
+		})
+	}
 }

@@ -18,8 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// drainSeconds is how long a service's gRPC server drains in-flight RPCs after SIGTERM
-// (pkg/grpcserver's default ShutdownGrace).
+// drainSeconds is how long a service's gRPC server drains in-flight RPCs after SIGTERM: the
+// FORGE_SHUTDOWN_GRACE every Deployment sets (pkg/service's default too).
 const drainSeconds = 20
 
 // workload is one pod template of a rendering and the object that owns it.
@@ -231,7 +231,21 @@ func checkServers(t *testing.T, s *suite) {
 				require.NotNil(t, p.GRPC, "%s: %s probe is a native gRPC probe", name, probe)
 				require.Equal(t, svc.HealthPort, p.GRPC.Port, "%s: %s probe on the health port", name, probe)
 			}
+			// Liveness and readiness read the same health status: pkg/grpcserver serves only the
+			// overall status ("") and the registered services' names, and flips them together
+			// (SetServing). So liveness is told apart by tolerance alone: readiness takes a pod
+			// out of the endpoints within seconds, liveness restarts it only after a minute of
+			// NOT_SERVING, longer than a drain (the status is NOT_SERVING from SIGTERM on), so a
+			// stopping pod is never killed mid-drain and a short outage never restarts pods.
+			for probe, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+				require.True(t, p.GRPC.Service == nil || *p.GRPC.Service == "", "%s: %s probe asks for the overall status (no other name is served)", name, probe)
+			}
+			window := func(p *corev1.Probe) int32 { return p.PeriodSeconds * p.FailureThreshold }
+			require.GreaterOrEqual(t, window(c.LivenessProbe), int32(60), "%s: liveness tolerates a minute", name)
+			require.Greater(t, window(c.LivenessProbe), 3*window(c.ReadinessProbe), "%s: liveness far more tolerant than readiness", name)
+			require.Greater(t, window(c.LivenessProbe), int32(drainSeconds), "%s: liveness never fires during a drain", name)
 			require.Equal(t, fmt.Sprintf(":%d", svc.HealthPort), envValue(t, c, "FORGE_HEALTH_ADDR"), name)
+			require.Equal(t, fmt.Sprintf("%ds", drainSeconds), envValue(t, c, "FORGE_SHUTDOWN_GRACE"), "%s: the drain the grace period is sized for", name)
 			require.Equal(t, fmt.Sprintf(":%d", svc.GRPCPort), envValue(t, c, "FORGE_GRPC_ADDR"), name)
 			if svc.HTTPPort != 0 {
 				require.Equal(t, fmt.Sprintf(":%d", svc.HTTPPort), envValue(t, c, "FORGE_HTTP_ADDR"), name)
