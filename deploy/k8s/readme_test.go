@@ -31,7 +31,7 @@ func readmeCommands(text string) []string {
 // kubectlKinds maps the resource names the README uses to kinds.
 var kubectlKinds = map[string]string{
 	"deployment": "Deployment", "job": "Job", "cronjob": "CronJob", "hpa": "HorizontalPodAutoscaler",
-	"certificate": "Certificate", "cluster": "Cluster", "statefulset": "StatefulSet",
+	"certificate": "Certificate", "cluster": "Cluster", "statefulset": "StatefulSet", "service": "Service",
 }
 
 // readmeProblems checks each command against the renderings: kustomize paths must be entries
@@ -136,7 +136,8 @@ func checkReadme(t *testing.T, s *suite) {
 	require.Empty(t, readmeProblems(s, cmds))
 	// It covers what an SRE must do.
 	text := readme(t)
-	for _, section := range []string{"## Deploy one service in one region", "## Run migrations", "## Rotate a certificate", "## Scale a service", "## Back up and restore a database"} {
+	for _, section := range []string{"## Deploy one service in one region", "## Run migrations", "## Rotate a certificate", "## Scale a service",
+		"## Back up and restore a database", "### Secrets an SRE creates in each region", "## Probes", "## Known gaps before production"} {
 		require.Contains(t, text, section)
 	}
 }
@@ -159,4 +160,76 @@ func checkReadmeCheckBites(t *testing.T, s *suite) {
 		})
 	}
 	require.Empty(t, readmeProblems(s, []string{"kubectl apply -k deploy/k8s/regions/eu-west/apps"}))
+}
+
+// readmeSecretProblems: every Secret a rendered workload or Postgres role refers to is named in
+// the README (literally, or as a `<service>-...` / `pg-<service>-...` pattern), so the table an
+// SRE follows to create a region's Secrets is complete; and the development switches are named
+// as never to be set.
+func readmeSecretProblems(s *suite, text string) []string {
+	var names []string
+	add := func(n string) {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, e := range s.entries {
+		r := s.renders[e]
+		for _, w := range workloadsOf(r) {
+			for _, v := range w.template.Spec.Volumes {
+				if v.Secret != nil {
+					add(v.Secret.SecretName)
+				}
+			}
+			for _, c := range allContainers(w.template.Spec) {
+				for _, ev := range c.Env {
+					if ev.ValueFrom != nil && ev.ValueFrom.SecretKeyRef != nil {
+						add(ev.ValueFrom.SecretKeyRef.Name)
+					}
+				}
+			}
+		}
+		for _, o := range r.ofKind("Cluster") {
+			for _, role := range o.Typed.(*PGCluster).Spec.Managed.Roles {
+				if role.PasswordSecret != nil {
+					add(role.PasswordSecret.Name)
+				}
+			}
+		}
+	}
+	var p []string
+	for _, n := range names {
+		if strings.Contains(text, "`"+n+"`") {
+			continue
+		}
+		found := false
+		for _, svc := range serviceNames() {
+			if i := strings.Index(n, svc); i >= 0 {
+				pattern := n[:i] + "<service>" + n[i+len(svc):]
+				if strings.Contains(text, "`"+pattern+"`") {
+					found = true
+				}
+			}
+		}
+		if !found {
+			p = append(p, "README names no Secret "+n)
+		}
+	}
+	for _, v := range forbiddenEnv {
+		if !strings.Contains(text, "`"+v+"`") {
+			p = append(p, "README does not warn against "+v)
+		}
+	}
+	return p
+}
+
+func checkReadmeSecrets(t *testing.T, s *suite) {
+	text := readme(t)
+	require.Empty(t, readmeSecretProblems(s, text))
+	// The check bites: without the table's rows, the Secrets it names are reported.
+	cut := strings.ReplaceAll(text, "`secrets-vault-root-key`", "")
+	cut = strings.ReplaceAll(cut, "`<service>-nats`", "")
+	got := readmeSecretProblems(s, cut)
+	require.Contains(t, got, "README names no Secret secrets-vault-root-key")
+	require.Contains(t, got, "README names no Secret gateway-nats")
 }

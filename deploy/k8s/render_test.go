@@ -249,6 +249,7 @@ func TestManifests(t *testing.T) {
 		{"migrations and backups", checkJobs},
 		{"no placeholder survives an overlay", checkNoPlaceholders},
 		{"README commands", checkReadme},
+		{"README names every Secret", checkReadmeSecrets},
 		{"the README check refuses unrendered commands", checkReadmeCheckBites},
 		{"kube-score", checkKubeScore},
 		{"kube-score waivers", checkKubeScoreWaivers},
