@@ -2,6 +2,7 @@ package grpcapi_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -62,18 +63,29 @@ func BenchmarkResolveSecret(b *testing.B) {
 	})
 }
 
-// BenchmarkDecryptRPC measures one small Decrypt over mTLS gRPC (cached key, audited).
+// BenchmarkDecryptRPC measures one Decrypt over mTLS gRPC (cached key, audited) of 1 small
+// item and of 100 (an apps page of 50 names and 50 descriptions).
 func BenchmarkDecryptRPC(b *testing.B) {
 	e := newEnv(b)
 	alice := owner.New()
-	ct := e.encrypt(b, alice, &vaultv1.EncryptItem{Binding: bind("app/x", "name"), Plaintext: []byte("My little app")}).GetCiphertexts()[0]
 	cc := e.crypto(b, workload.Apps)
-	req := &vaultv1.DecryptRequest{Purpose: vaultv1.Purpose_PURPOSE_APP_CONTENT,
-		Items: []*vaultv1.DecryptItem{{Binding: bind("app/x", "name"), Ciphertext: ct}}}
-	reportLatencies(b, func() error {
-		_, err := cc.Decrypt(as(alice), req)
-		return err
-	})
+	for _, n := range []int{1, 100} {
+		enc := make([]*vaultv1.EncryptItem, n)
+		for i := range enc {
+			enc[i] = &vaultv1.EncryptItem{Binding: bind(fmt.Sprintf("app/%d", i), "name"), Plaintext: []byte("My little app, number " + fmt.Sprint(i))}
+		}
+		cts := e.encrypt(b, alice, enc...).GetCiphertexts()
+		req := &vaultv1.DecryptRequest{Purpose: vaultv1.Purpose_PURPOSE_APP_CONTENT, Items: make([]*vaultv1.DecryptItem, n)}
+		for i := range req.Items {
+			req.Items[i] = &vaultv1.DecryptItem{Binding: enc[i].GetBinding(), Ciphertext: cts[i]}
+		}
+		b.Run(fmt.Sprintf("items-%d", n), func(b *testing.B) {
+			reportLatencies(b, func() error {
+				_, err := cc.Decrypt(as(alice), req)
+				return err
+			})
+		})
+	}
 }
 
 // BenchmarkDecryptDataKeyRPC measures opening one wrapped data key over mTLS gRPC (cached

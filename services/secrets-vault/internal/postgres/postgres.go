@@ -269,14 +269,40 @@ func (t *storeTx) PurgeAuditBatch(ctx context.Context, limit int) (int64, error)
 	return int64(n), nil
 }
 
-func (t *storeTx) RecordUse(ctx context.Context, e vault.AuditEntry, check vault.UseCheck) (bool, error) {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO audit_log (owner_id, id, at, workload, action, subject, purpose, items)
+const sqlRecordUse = `INSERT INTO audit_log (owner_id, id, at, workload, action, subject, purpose, items)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM keyrings k
 		WHERE k.owner_id = $1 AND k.shredded_at IS NULL
 		  AND ($9::integer = 0 OR k.min_decrypt_version <= $9::integer)
-		  AND ($10::integer = 0 OR k.current_version = $10::integer)`,
-		t.owner, e.ID, e.Time, e.Workload, e.Action, e.Subject, string(e.Purpose), int32(e.Items),
-		int32(check.OldestVersion), int32(check.Current))
+		  AND ($10::integer = 0 OR k.current_version = $10::integer)`
+
+// sqlAsyncCommit relaxes the commit of this transaction only (is_local): a pooled connection
+// never carries it into another transaction.
+const sqlAsyncCommit = `SELECT set_config('synchronous_commit', $1, true)`
+
+func (t *storeTx) RecordUse(ctx context.Context, e vault.AuditEntry, check vault.UseCheck) (bool, error) {
+	args := []any{t.owner, e.ID, e.Time, e.Workload, e.Action, e.Subject, string(e.Purpose), int32(e.Items),
+		int32(check.OldestVersion), int32(check.Current)}
+	if !check.AsyncCommit {
+		tag, err := t.tx.Exec(ctx, sqlRecordUse, args...)
+		if err != nil {
+			return false, fmt.Errorf("postgres: record use: %w", err)
+		}
+		return tag.RowsAffected() == 1, nil
+	}
+	// One round trip: the setting and the insert ride in the same batch (with the
+	// transaction's opening, when they are its first statements).
+	b := &pgx.Batch{}
+	b.Queue(sqlAsyncCommit, "off")
+	b.Queue(sqlRecordUse, args...)
+	br := t.tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return false, fmt.Errorf("postgres: record use: %w", err)
 	}

@@ -136,6 +136,9 @@ type UseCheck struct {
 	OldestVersion uint32
 	// Current, when not 0, must be the current version (the use sealed under it).
 	Current uint32
+	// AsyncCommit lets the use's transaction commit without waiting for its WAL flush
+	// (synchronous_commit = off). The vault sets it from asyncAudit alone.
+	AsyncCommit bool
 }
 
 // Store is the vault's storage. Every tenant operation runs in an owner transaction.
