@@ -64,42 +64,63 @@ func BenchmarkResolveSecret(b *testing.B) {
 }
 
 // BenchmarkDecryptRPC measures one Decrypt over mTLS gRPC (cached key, audited) of 1 small
-// item and of 100 (an apps page of 50 names and 50 descriptions).
+// item and of 100 (an apps page of 50 names and 50 descriptions), for APP_CONTENT (its audit
+// row commits without waiting for the WAL flush) and for a prompt purpose (a durable commit).
 func BenchmarkDecryptRPC(b *testing.B) {
 	e := newEnv(b)
 	alice := owner.New()
 	cc := e.crypto(b, workload.Apps)
-	for _, n := range []int{1, 100} {
-		enc := make([]*vaultv1.EncryptItem, n)
-		for i := range enc {
-			enc[i] = &vaultv1.EncryptItem{Binding: bind(fmt.Sprintf("app/%d", i), "name"), Plaintext: []byte("My little app, number " + fmt.Sprint(i))}
-		}
-		cts := e.encrypt(b, alice, enc...).GetCiphertexts()
-		req := &vaultv1.DecryptRequest{Purpose: vaultv1.Purpose_PURPOSE_APP_CONTENT, Items: make([]*vaultv1.DecryptItem, n)}
-		for i := range req.Items {
-			req.Items[i] = &vaultv1.DecryptItem{Binding: enc[i].GetBinding(), Ciphertext: cts[i]}
-		}
-		b.Run(fmt.Sprintf("items-%d", n), func(b *testing.B) {
-			reportLatencies(b, func() error {
-				_, err := cc.Decrypt(as(alice), req)
-				return err
+	for _, p := range []struct {
+		name    string
+		purpose vaultv1.Purpose
+	}{{"app-content", vaultv1.Purpose_PURPOSE_APP_CONTENT}, {"prompt-durable", vaultv1.Purpose_PURPOSE_PROMPT_OWNER_VIEW}} {
+		for _, n := range []int{1, 100} {
+			enc := make([]*vaultv1.EncryptItem, n)
+			for i := range enc {
+				enc[i] = &vaultv1.EncryptItem{Binding: bind(fmt.Sprintf("app/%d", i), "name"), Plaintext: []byte("My little app, number " + fmt.Sprint(i))}
+			}
+			cts := e.encrypt(b, alice, enc...).GetCiphertexts()
+			req := &vaultv1.DecryptRequest{Purpose: p.purpose, Items: make([]*vaultv1.DecryptItem, n)}
+			for i := range req.Items {
+				req.Items[i] = &vaultv1.DecryptItem{Binding: enc[i].GetBinding(), Ciphertext: cts[i]}
+			}
+			b.Run(fmt.Sprintf("%s-items-%d", p.name, n), func(b *testing.B) {
+				reportLatencies(b, func() error {
+					_, err := cc.Decrypt(as(alice), req)
+					return err
+				})
 			})
-		})
+		}
 	}
 }
 
 // BenchmarkDecryptDataKeyRPC measures opening one wrapped data key over mTLS gRPC (cached
-// tenant key, audited): the vault's share of reading an envelope-encrypted object.
+// tenant key, audited): the vault's share of reading an envelope-encrypted object, for SERVE
+// (relaxed commit) and APP_CONTENT (durable commit); and GenerateDataKey, its share of
+// writing one (durable).
 func BenchmarkDecryptDataKeyRPC(b *testing.B) {
 	e := newEnv(b)
 	alice := owner.New()
 	file := bind("version/x/1/f", "content")
 	wrapped := e.generateKeys(b, alice, file).GetKeys()[0].GetWrapped()
 	cc := e.crypto(b, workload.Apps)
-	req := &vaultv1.DecryptDataKeyRequest{Purpose: vaultv1.Purpose_PURPOSE_SERVE,
-		Items: []*vaultv1.WrappedDataKey{{Binding: file, Wrapped: wrapped}}}
-	reportLatencies(b, func() error {
-		_, err := cc.DecryptDataKey(as(alice), req)
-		return err
+	for _, p := range []struct {
+		name    string
+		purpose vaultv1.Purpose
+	}{{"serve", vaultv1.Purpose_PURPOSE_SERVE}, {"app-content-durable", vaultv1.Purpose_PURPOSE_APP_CONTENT}} {
+		req := &vaultv1.DecryptDataKeyRequest{Purpose: p.purpose, Items: []*vaultv1.WrappedDataKey{{Binding: file, Wrapped: wrapped}}}
+		b.Run("decrypt-"+p.name, func(b *testing.B) {
+			reportLatencies(b, func() error {
+				_, err := cc.DecryptDataKey(as(alice), req)
+				return err
+			})
+		})
+	}
+	gen := &vaultv1.GenerateDataKeyRequest{Purpose: vaultv1.Purpose_PURPOSE_APP_CONTENT, Bindings: []*vaultv1.Binding{file}}
+	b.Run("generate-durable", func(b *testing.B) {
+		reportLatencies(b, func() error {
+			_, err := cc.GenerateDataKey(as(alice), gen)
+			return err
+		})
 	})
 }
