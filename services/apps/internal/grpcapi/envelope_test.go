@@ -18,7 +18,7 @@ import (
 	"github.com/forgeapps/backbone/pkg/workload"
 )
 
-// storedObject is a sealed object as stored: its object key, bytes and wrapped data key.
+// storedObject is where a sealed object is stored: its object key and its wrapped data key.
 type storedObject struct {
 	key     string
 	wrapped []byte
@@ -142,13 +142,18 @@ func testEnvelope(t *testing.T, e *env) {
 			func() { setRefRow(alice.id, f.reference, storedObject{key: notesObj.key, wrapped: notesObj.wrapped}) },
 			func() { setRefRow(alice.id, f.reference, sketch) }},
 		{"a changed wrapped key", readRef,
-			func() { setRefRow(alice.id, f.reference, storedObject{key: sketch.key, wrapped: flipped(sketch.wrapped, 40)}) },
+			func() {
+				setRefRow(alice.id, f.reference, storedObject{key: sketch.key, wrapped: flipped(sketch.wrapped, 40)})
+			},
 			func() { setRefRow(alice.id, f.reference, sketch) }},
 		{"another tenant's object and wrapped key", func() error {
 			_, err := e.gateway.refs.GetReference(as(t, bob), &appsv1.GetReferenceRequest{AppId: g.app, ReferenceId: g.reference})
 			return err
 		},
-			func() { e.writeObject(bobRef.key, original[sketch.key]); setRefRow(bob.id, g.reference, storedObject{key: bobRef.key, wrapped: sketch.wrapped}) },
+			func() {
+				e.writeObject(bobRef.key, original[sketch.key])
+				setRefRow(bob.id, g.reference, storedObject{key: bobRef.key, wrapped: sketch.wrapped})
+			},
 			func() { e.writeObject(bobRef.key, original[bobRef.key]); setRefRow(bob.id, g.reference, bobRef) }},
 	}
 	for _, c := range cases {
