@@ -103,3 +103,17 @@ func (c *clientCredentials) OverrideServerName(name string) error {
 	c.serverName = name
 	return nil
 }
+
+// ServiceTLSConfig is the TLS configuration for infrastructure servers that are not workloads
+// of the suite but are certified by the same trust bundle (NATS, PostgreSQL): the server's
+// chain and host name are verified by crypto/tls against the current bundle, and the current
+// workload certificate is presented when the server asks for one.
+func (s *Source) ServiceTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    s.material().pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return s.material().cert, nil
+		},
+	}
+}

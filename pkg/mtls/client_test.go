@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/forgeapps/backbone/pkg/devca"
+	"github.com/forgeapps/backbone/pkg/mtls"
 	"github.com/forgeapps/backbone/pkg/workload"
 )
 
@@ -124,4 +125,56 @@ func TestClientCredentialsInterface(t *testing.T) {
 
 	_, err = check(t, ts.addr, client.ClientCredentials(workload.ID{}))
 	require.ErrorContains(t, err, "without an expected server workload")
+}
+
+func TestServiceTLSConfigVerifiesAgainstTheBundle(t *testing.T) {
+	ca, err := devca.New("bundle CA", time.Hour)
+	require.NoError(t, err)
+	other, err := devca.New("other CA", time.Hour)
+	require.NoError(t, err)
+	clientCert, clientKey, err := ca.Issue(devca.IssueRequest{Workload: workload.Must(workload.DefaultTrustDomain, "apps")})
+	require.NoError(t, err)
+	src, err := mtls.NewStaticSource(clientCert, clientKey, ca.CertPEM(), workload.DefaultTrustDomain)
+	require.NoError(t, err)
+
+	serve := func(issuer *devca.CA) (string, chan *x509.Certificate) {
+		certPEM, keyPEM, err := issuer.Issue(devca.IssueRequest{DNSNames: []string{"nats.internal"}})
+		require.NoError(t, err)
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		require.NoError(t, err)
+		pool := x509.NewCertPool()
+		pool.AddCert(ca.Certificate())
+		l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = l.Close() })
+		seen := make(chan *x509.Certificate, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			tc := c.(*tls.Conn)
+			if tc.Handshake() == nil {
+				seen <- tc.ConnectionState().PeerCertificates[0]
+			}
+		}()
+		return l.Addr().String(), seen
+	}
+
+	addr, seen := serve(ca)
+	cfg := src.ServiceTLSConfig()
+	cfg.ServerName = "nats.internal"
+	c, err := tls.Dial("tcp", addr, cfg)
+	require.NoError(t, err)
+	require.NoError(t, c.Handshake())
+	_ = c.Close()
+	peer := <-seen
+	require.Equal(t, "spiffe://forge.internal/apps", peer.URIs[0].String(), "the workload certificate is presented")
+
+	addr, _ = serve(other)
+	cfg = src.ServiceTLSConfig()
+	cfg.ServerName = "nats.internal"
+	_, err = tls.Dial("tcp", addr, cfg)
+	require.Error(t, err, "a server outside the bundle is refused")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -234,15 +235,26 @@ func openDatabase(ctx context.Context, rt *Runtime, d *Database) error {
 	return nil
 }
 
+// natsOptions are the client options every service uses. A tls:// URL (production) is
+// verified against the workload trust bundle and answered with the workload certificate, the
+// same material as every gRPC hop, re-read on rotation.
+func natsOptions(rt *Runtime) []nats.Option {
+	opts := []nats.Option{
+		nats.Name(rt.Base.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+	}
+	if strings.HasPrefix(rt.Base.NATSURL, "tls://") {
+		opts = append(opts, nats.Secure(rt.TLS.ServiceTLSConfig()))
+	}
+	return opts
+}
+
 func connectEvents(ctx context.Context, rt *Runtime, spec Spec) error {
 	if rt.Base.NATSURL == "" {
 		return errors.New("NATS_URL is required")
 	}
-	nc, err := nats.Connect(rt.Base.NATSURL,
-		nats.Name(rt.Base.Name),
-		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
-	)
+	nc, err := nats.Connect(rt.Base.NATSURL, natsOptions(rt)...)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}

@@ -49,7 +49,12 @@ func TestLoad(t *testing.T) {
 		{name: "batch zero", getenv: with("FORGE_PURGE_BATCH_SIZE", "0"), wantErr: "FORGE_PURGE_BATCH_SIZE"},
 		{name: "batch huge", getenv: with("FORGE_PURGE_BATCH_SIZE", "10001"), wantErr: "FORGE_PURGE_BATCH_SIZE"},
 		{name: "unknown region", getenv: with("FORGE_REGION", "mars"), wantErr: "FORGE_REGION"},
-		{name: "missing base", getenv: func(string) string { return "" }, wantErr: "FORGE_GRPC_ADDR"},
+		{name: "bad base setting", getenv: func(k string) string {
+			if k == "FORGE_REGION" {
+				return "mars"
+			}
+			return ""
+		}, wantErr: "FORGE_REGION"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
