@@ -48,7 +48,10 @@ func (h *harness) readyExport(o owner.ID) uuid.UUID {
 func (h *harness) rowCounts() map[string]int {
 	h.t.Helper()
 	out := map[string]int{}
-	for _, tbl := range []string{"exports", "export_links", "deletions", "purge_stores", "outbox"} {
+	// The outbox is not compared: the running relay drains it at any moment, so its count says
+	// nothing about who wrote. Every state change enqueues its event in the same transaction,
+	// so unchanged state tables mean no event was written either.
+	for _, tbl := range []string{"exports", "export_links", "deletions", "purge_stores"} {
 		var n int
 		require.NoError(h.t, h.pg.Migrator.QueryRow(h.ctx, `SELECT count(*) FROM `+tbl).Scan(&n))
 		out[tbl] = n
