@@ -475,7 +475,8 @@ func testBuilderAndAudit(t *testing.T, e *env) {
 	require.NoError(t, err)
 	stream, err := e.lifecycle.internal.ExportOwner(ctxT(t), &appsv1.ExportOwnerRequest{OwnerId: alice.id.String()})
 	require.NoError(t, err)
-	var prompts, files, refs, appsN int
+	var prompts, refs, appsN int
+	files := map[string]string{}
 	for {
 		item, err := stream.Recv()
 		if err != nil {
@@ -491,13 +492,19 @@ func testBuilderAndAudit(t *testing.T, e *env) {
 			refs++
 			require.Equal(t, pngBytes, item.GetReference().GetContent())
 		case item.GetFile() != nil:
-			files++
+			f := item.GetFile()
+			files[fmt.Sprintf("v%d/%s", f.GetVersion(), f.GetFile().GetPath())] = string(f.GetFile().GetContent())
 		}
 	}
 	require.Equal(t, 1, appsN)
 	require.Equal(t, 2, prompts)
 	require.Equal(t, 1, refs)
-	require.Equal(t, 3, files, "two files of version 1, one of version 2")
+	// Every version's files, opened (envelope-sealed objects read by their stored keys).
+	require.Equal(t, map[string]string{
+		"v1/index.html":    "<h1>Built</h1>",
+		"v1/assets/app.js": "console.log('hi')",
+		"v2/index.html":    "<p>2</p>",
+	}, files, "two files of version 1, one of version 2, with their contents")
 
 	reads, err := e.gateway.prompts.ListPromptReads(as(t, alice), &appsv1.ListPromptReadsRequest{AppId: f.app})
 	require.NoError(t, err)

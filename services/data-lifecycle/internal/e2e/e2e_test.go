@@ -45,9 +45,6 @@ import (
 
 const dl = workload.DataLifecycle
 
-// withVersions seeds an app version: apps' export of version files fails today (see seed).
-const withVersions = false
-
 var services = []string{workload.SecretsVault, workload.Tenant, workload.Apps, workload.SandboxOrigin, dl}
 
 // canaries are the tenant's content; none may survive the purge anywhere readable.
@@ -130,12 +127,10 @@ func (s *stack) seed(o owner.ID) string {
 	require.NoError(s.t, err)
 	_, err = appsv1.NewReferenceServiceClient(cc).UploadReference(ctx, &appsv1.UploadReferenceRequest{AppId: id, Filename: "notes.txt", ContentType: "text/plain", Content: []byte(canaryRef)})
 	require.NoError(s.t, err)
-	if withVersions {
-		// apps' ExportOwner cannot read version files yet (it reads an empty object key);
-		// turn this on when apps fixes it.
-		_, err = appsv1.NewVersionServiceClient(cc).CreateVersion(ctx, &appsv1.CreateVersionRequest{AppId: id, Files: []*appsv1.File{{Path: "index.html", ContentType: "text/html", Content: []byte(canaryFile)}}})
-		require.NoError(s.t, err)
-	}
+	// The version's file is an envelope-sealed object: the export must open it, the purge
+	// delete it.
+	_, err = appsv1.NewVersionServiceClient(cc).CreateVersion(ctx, &appsv1.CreateVersionRequest{AppId: id, Files: []*appsv1.File{{Path: "index.html", ContentType: "text/html", Content: []byte(canaryFile)}}})
+	require.NoError(s.t, err)
 	_, err = appsv1.NewSharingServiceClient(cc).CreateShareLink(ctx, &appsv1.CreateShareLinkRequest{AppId: id})
 	require.NoError(s.t, err)
 	vc := s.st.Dial(s.t, workload.SecretsVault, workload.Gateway)
