@@ -105,6 +105,35 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
+// quiesce waits until every event of the stack was published and handled: every service's
+// outbox is empty and no durable consumer has a message pending or unacknowledged. A scan
+// after it also sees what late events (tenant's AccountStatusChanged(purged) after the
+// purge) did to the other stores.
+func (s *stack) quiesce(what string) {
+	s.t.Helper()
+	js := s.st.NATS.JetStream(s.t)
+	eventually(s.t, what, 90*time.Second, func() bool {
+		for _, svc := range services {
+			var n int
+			q := `SELECT count(*) FROM ` + pgx.Identifier{schemaOf(svc), "outbox"}.Sanitize()
+			if err := s.pool(svc).QueryRow(s.ctx, q).Scan(&n); err != nil || n > 0 {
+				return false
+			}
+		}
+		for _, c := range events.DurableConsumers() {
+			cons, err := js.Consumer(s.ctx, c.Stream, c.Durable)
+			if err != nil {
+				return false
+			}
+			info, err := cons.Info(s.ctx)
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // signUp creates a tenant through tenant's real sign-in (as the gateway would).
 func (s *stack) signUp(email string) owner.ID {
 	s.t.Helper()

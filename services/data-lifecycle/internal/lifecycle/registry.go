@@ -56,16 +56,11 @@ func Registry() []Store {
 			Tables: append([]string{"keyrings", "tenant_keys", "registered_apps", "secrets", "audit_log"}, eventTables...),
 			Retained: map[string]string{
 				"keyrings": "the shred tombstone: which key versions were destroyed, no key material; it stops a purged tenant from ever getting a fresh key",
-				"inbox":    "the event ID of the purge event the vault applied (no content); secrets-vault is asked to drop it",
 			},
 		},
 		{
 			Name: "sandbox-origin.postgres", Service: "sandbox-origin", Schema: "sandbox",
 			Tables: append([]string{"view_tickets", "owner_status", "proxy_calls"}, eventTables...),
-			Retained: map[string]string{
-				"owner_status": "the owner's 'purged' status, written when tenant's AccountStatusChanged arrives after the purge (no content); sandbox-origin is asked to stop recording it",
-				"inbox":        "event IDs of the status events applied after the purge (no content); sandbox-origin is asked to drop them",
-			},
 		},
 		{
 			Name: StoreLifecycle, Service: "data-lifecycle", Schema: "lifecycle",

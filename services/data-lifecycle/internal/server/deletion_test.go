@@ -132,6 +132,20 @@ func TestDeletionSchedule(t *testing.T) {
 	h.report(a, aID, "sandbox-origin.postgres", 4)
 	eventually(t, "three reports", func() bool { return len(get().GetDeletion().GetStoresPending()) == 1 })
 	require.Nil(t, get().GetCertificate())
+	// A store whose purge event is redelivered (or fanned out again) reports again with 0 rows:
+	// tenant, apps, secrets-vault and sandbox-origin keep no inbox record of the purge. The
+	// first report stands.
+	h.report(a, aID, "tenant", 0)
+	eventually(t, "the repeated report to be consumed", func() bool {
+		var n int
+		_ = h.pg.Migrator.QueryRow(h.ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+		return n == 0
+	})
+	var tenantRows int64
+	require.NoError(t, h.pg.Migrator.QueryRow(h.ctx, `SELECT rows_deleted FROM purge_stores
+		WHERE owner_id = $1 AND deletion_id = $2 AND store = 'tenant'`, a, aID).Scan(&tenantRows))
+	require.EqualValues(t, 12, tenantRows, "a repeated report changes nothing")
+	require.Len(t, get().GetDeletion().GetStoresPending(), 1)
 	h.report(a, aID, "secrets-vault", 7, 1, 2)
 	eventually(t, "the certificate", func() bool { return get().GetCertificate() != nil })
 
@@ -145,6 +159,11 @@ func TestDeletionSchedule(t *testing.T) {
 	require.Equal(t, []uint32{1, 2}, p.KeyVersionsDestroyed)
 	require.Equal(t, t0.Add(60*24*time.Hour), p.BackupsExpireBy)
 	require.Len(t, p.Stores, len(lifecycle.Registry()))
+	for _, r := range p.Stores {
+		if r.Store == "tenant" {
+			require.EqualValues(t, 12, r.RowsDeleted, "the certificate carries each store's first report")
+		}
+	}
 	// A duplicated report and a duplicated purge event change nothing.
 	h.report(a, aID, "tenant", 999)
 	require.NoError(t, h.w.Report(h.ctx, a, aID, lifecycle.StoreReport{Store: "tenant", RowsDeleted: 5}))

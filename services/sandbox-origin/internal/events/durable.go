@@ -64,17 +64,25 @@ func (d *Durable) Run(ctx context.Context) error {
 	return err2
 }
 
+// status records an owner's announced status. It keeps no inbox record: RecordStatus is
+// idempotent by itself (an announcement older than the recorded one changes nothing), and an
+// inbox row would outlive a purge. A `purged` announcement records nothing (RecordStatus
+// deletes the status) and also deletes any inbox record an earlier version of this consumer
+// left: it usually arrives after this service's own purge, which must not be undone.
 func (d *Durable) status(ctx context.Context, dl pkgevents.Delivery) error {
 	ev, ok := dl.Event.(*eventsv1.AccountStatusChanged)
 	if !ok {
 		return nil
 	}
 	err := d.DB.Tx(ctx, dl.Owner.ID, func(ctx context.Context, tx database.Tx) error {
-		first, err := pkgevents.MarkProcessed(ctx, tx, dl)
-		if err != nil || !first {
+		if err := d.Store.RecordStatus(ctx, tx, dl.Owner.ID, ev.GetStatus(), ev.GetMeta().GetOccurTime().AsTime()); err != nil {
 			return err
 		}
-		return d.Store.RecordStatus(ctx, tx, dl.Owner.ID, ev.GetStatus(), ev.GetMeta().GetOccurTime().AsTime())
+		if ev.GetStatus() == postgres.StatusPurged {
+			_, err := pkgevents.PurgeInbox(ctx, tx, dl.Owner.ID)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -85,7 +93,8 @@ func (d *Durable) status(ctx context.Context, dl pkgevents.Delivery) error {
 
 // purge deletes every row of the owner in the sandbox schema and reports it. It is idempotent
 // without an inbox record (the inbox rows are the tenant's too, and go with the rest): a
-// second run deletes nothing and reports again, which data-lifecycle tolerates.
+// second run deletes nothing and reports again with 0 rows; data-lifecycle keeps each store's
+// first report.
 func (d *Durable) purge(ctx context.Context, dl pkgevents.Delivery) error {
 	ev, ok := dl.Event.(*eventsv1.PurgeRequested)
 	if !ok {

@@ -122,25 +122,33 @@ const (
 	sqlUpsertStatus = `INSERT INTO owner_status (owner_id, status, status_time) VALUES ($1, $2, $3)
 		ON CONFLICT (owner_id) DO UPDATE SET status = EXCLUDED.status, status_time = EXCLUDED.status_time
 		WHERE owner_status.status_time <= EXCLUDED.status_time`
-	sqlStatus = `SELECT status FROM owner_status WHERE owner_id = $1`
+	sqlDeleteStatus = `DELETE FROM owner_status WHERE owner_id = $1`
+	sqlStatus       = `SELECT status FROM owner_status WHERE owner_id = $1`
 )
 
 // RecordStatus records an owner's account status as of at; an older announcement than the
-// recorded one changes nothing, so replaying events in any order converges.
+// recorded one changes nothing, so replaying events in any order converges. `purged` is the
+// exception: it records nothing and deletes the owner's status, because it usually arrives
+// after this service's own purge, which left no row of the owner and must stay that way. A
+// purged owner's apps are refused without it: apps refused the owner from the deletion request
+// on and holds nothing of it after the purge.
 func (s *Store) RecordStatus(ctx context.Context, tx database.Tx, o owner.ID, status string, at time.Time) error {
+	q, args := sqlUpsertStatus, []any{o, status, at}
 	switch status {
-	case StatusActive, StatusDeletionPending, StatusPurged:
+	case StatusActive, StatusDeletionPending:
+	case StatusPurged:
+		q, args = sqlDeleteStatus, []any{o}
 	default:
 		return fmt.Errorf("record status: unknown status %q", status)
 	}
-	if _, err := tx.Exec(ctx, sqlUpsertStatus, o, status, at); err != nil {
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("record status: %w", err)
 	}
 	return nil
 }
 
 // Served reports whether an owner's apps may be served: not when the account is being deleted
-// or was purged.
+// (a purged owner has no row here, and nothing left at apps to serve).
 func (s *Store) Served(ctx context.Context, o owner.ID) (bool, error) {
 	var status string
 	err := s.DB.QueryRow(ctx, o, sqlStatus, o).Scan(&status)
@@ -189,7 +197,7 @@ func (s *Store) PurgeOwner(ctx context.Context, tx database.Tx, o owner.ID) (int
 	for _, q := range []string{
 		`DELETE FROM view_tickets WHERE owner_id = $1`,
 		`DELETE FROM proxy_calls WHERE owner_id = $1`,
-		`DELETE FROM owner_status WHERE owner_id = $1`,
+		sqlDeleteStatus,
 	} {
 		tag, err := tx.Exec(ctx, q, o)
 		if err != nil {

@@ -96,6 +96,20 @@ func TestOwnerStatusLatestWins(t *testing.T) {
 	require.Error(t, env.DB.Tx(ctx, o, func(ctx context.Context, tx database.Tx) error {
 		return s.RecordStatus(ctx, tx, o, "whatever", t0)
 	}))
+
+	// purged records nothing: it deletes the status, so a purged owner keeps no row here,
+	// whether it arrives before or after the purge.
+	rows := func() int {
+		var n int
+		require.NoError(t, env.Migrator.QueryRow(ctx, `SELECT count(*) FROM owner_status WHERE owner_id = $1`, o).Scan(&n))
+		return n
+	}
+	record(postgres.StatusDeletionPending, t0.Add(2*time.Minute))
+	require.Equal(t, 1, rows())
+	record(postgres.StatusPurged, t0.Add(3*time.Minute))
+	require.Zero(t, rows(), "purged deletes the status")
+	record(postgres.StatusPurged, t0.Add(3*time.Minute))
+	require.Zero(t, rows(), "and creates none when there is none")
 }
 
 func TestPurgeOwner(t *testing.T) {

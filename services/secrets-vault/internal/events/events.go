@@ -77,10 +77,12 @@ func (c *Consumers) Run(ctx context.Context, js jetstream.JetStream) error {
 	return errors.Join(<-errs, <-errs)
 }
 
-// handlePurge shreds the tenant (idempotent and resumable by itself) and then, once per event,
-// announces completion through the outbox in the same transaction as the inbox record. That
-// transaction also deletes the owner's other inbox records: the record of this purge event is
-// the one row kept (with the keyring tombstone), so a redelivery announces nothing twice.
+// handlePurge shreds the tenant (idempotent and resumable by itself), deletes the owner's
+// inbox records and announces completion through the outbox, in one transaction. It keeps no
+// inbox record of its own: an inbox row would be a row of the purged tenant left behind. The
+// end state (the tombstone, nothing else) is its own proof, so a redelivery finds nothing
+// left, announces completion again with the same cumulative totals the tombstone records,
+// and data-lifecycle keeps the first report of each store.
 func (c *Consumers) handlePurge(ctx context.Context, d forgeevents.Delivery) error {
 	ev, ok := d.Event.(*eventsv1.PurgeRequested)
 	if !ok {
@@ -91,19 +93,15 @@ func (c *Consumers) handlePurge(ctx context.Context, d forgeevents.Delivery) err
 		return err
 	}
 	return c.DB.Tx(ctx, d.Owner.ID, func(ctx context.Context, tx database.Tx) error {
-		first, err := forgeevents.MarkProcessed(ctx, tx, d)
-		if err != nil || !first {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM inbox WHERE owner_id = $1 AND NOT (consumer = $2 AND event_id = $3)`,
-			d.Owner.ID, d.Consumer, d.EventID); err != nil {
-			return fmt.Errorf("purge consumer: inbox: %w", err)
+		n, err := forgeevents.PurgeInbox(ctx, tx, d.Owner.ID)
+		if err != nil {
+			return fmt.Errorf("purge consumer: %w", err)
 		}
 		_, err = c.Outbox.Enqueue(ctx, tx, &eventsv1.PurgeStoreCompleted{
 			Meta:                 &eventsv1.EventMeta{OwnerId: d.Owner.ID.String()},
 			DeletionId:           ev.GetDeletionId(),
 			Store:                Store,
-			RowsDeleted:          res.RowsDeleted,
+			RowsDeleted:          res.RowsDeleted + n,
 			KeyVersionsDestroyed: res.Destroyed,
 		})
 		return err

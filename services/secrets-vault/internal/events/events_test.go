@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"gocloud.dev/blob/fileblob"
@@ -90,30 +91,69 @@ func ownerCtx(o owner.ID) context.Context {
 	return owner.NewContext(context.Background(), owner.Owner{ID: o, HomeRegion: owner.DefaultRegion})
 }
 
+// TestPurgeHandlerIsIdempotent: the purge leaves no row of the tenant but the keyring
+// tombstone (no inbox record, not even of the purge event), and a redelivery announces
+// completion again with the same totals (data-lifecycle keeps the first report).
 func TestPurgeHandlerIsIdempotent(t *testing.T) {
 	f := newFixture(t)
-	alice := owner.New()
+	alice, bob := owner.New(), owner.New()
 	f.seed(t, alice)
+	f.seed(t, bob)
 	d := delivery(alice, &eventsv1.PurgeRequested{Meta: &eventsv1.EventMeta{OwnerId: alice.String()}, DeletionId: uuid.NewString()})
 
-	// An earlier event of the owner left an inbox record.
-	_, err := f.pg.Migrator.Exec(context.Background(), `INSERT INTO inbox (owner_id, consumer, event_id) VALUES ($1, $2, $3)`,
-		alice, Durable, uuid.New())
-	require.NoError(t, err)
+	// Earlier events of both owners left inbox records.
+	for _, o := range []owner.ID{alice, bob} {
+		_, err := f.pg.Migrator.Exec(context.Background(), `INSERT INTO inbox (owner_id, consumer, event_id) VALUES ($1, $2, $3)`,
+			o, Durable, uuid.New())
+		require.NoError(t, err)
+	}
 	require.NoError(t, f.c.handlePurge(ownerCtx(alice), d))
 	require.NoError(t, f.c.handlePurge(ownerCtx(alice), d), "a redelivery")
-	require.Equal(t, 1, f.count(t, "inbox", alice), "only the purge event's own record is kept")
-	require.Equal(t, 1, f.count(t, "outbox", alice), "completion is announced once")
-	require.Zero(t, f.count(t, "tenant_keys", alice))
-	require.Zero(t, f.count(t, "secrets", alice))
 
-	var payload []byte
-	require.NoError(t, f.pg.Migrator.QueryRow(context.Background(), `SELECT payload FROM outbox WHERE owner_id = $1`, alice).Scan(&payload))
-	var done eventsv1.PurgeStoreCompleted
-	require.NoError(t, proto.Unmarshal(payload, &done))
-	require.Equal(t, Store, done.GetStore())
-	require.Equal(t, []uint32{1}, done.GetKeyVersionsDestroyed())
-	require.Positive(t, done.GetRowsDeleted())
+	// Every table of the schema, from the catalog: only the tombstone is left (and the two
+	// reports, which the relay deletes once published).
+	left := map[string]int{}
+	rows, err := f.pg.Migrator.Query(context.Background(), `SELECT c.relname FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'owner_id' AND NOT a.attisdropped
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')`, postgres.Schema)
+	require.NoError(t, err)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, tables, "inbox")
+	for _, tbl := range tables {
+		if n := f.count(t, tbl, alice); n > 0 {
+			left[tbl] = n
+		}
+	}
+	require.Equal(t, map[string]int{postgres.KeyringTable: 1, "outbox": 2}, left,
+		"the keyring tombstone is the one row of the purged tenant (outbox: the reports, until relayed)")
+	require.Equal(t, 1, f.count(t, "inbox", bob), "another owner's inbox is untouched")
+
+	rows, err = f.pg.Migrator.Query(context.Background(), `SELECT payload FROM outbox WHERE owner_id = $1 ORDER BY id`, alice)
+	require.NoError(t, err)
+	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	require.NoError(t, err)
+	require.Len(t, payloads, 2, "each delivery reports completion")
+	var first eventsv1.PurgeStoreCompleted
+	for i, payload := range payloads {
+		var done eventsv1.PurgeStoreCompleted
+		require.NoError(t, proto.Unmarshal(payload, &done))
+		require.Equal(t, Store, done.GetStore())
+		require.Equal(t, []uint32{1}, done.GetKeyVersionsDestroyed())
+		require.Positive(t, done.GetRowsDeleted())
+		if i == 0 {
+			first = done
+			continue
+		}
+		require.Equal(t, first.GetKeyVersionsDestroyed(), done.GetKeyVersionsDestroyed(), "the tombstone's totals again")
+	}
+
+	// The tombstone still does its job: a later first use creates no fresh key.
+	_, _, err = f.vault.Encrypt(ownerCtx(alice), alice, vault.Actor{Workload: "test", Purpose: vault.PurposeExport},
+		[]vault.Item{{Binding: vault.Binding{Object: "probe/1", Field: "f"}, Data: []byte("x")}})
+	require.ErrorIs(t, err, vault.ErrShredded)
+	require.Zero(t, f.count(t, "tenant_keys", alice))
 }
 
 func TestAppDeletedHandler(t *testing.T) {

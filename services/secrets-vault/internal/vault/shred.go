@@ -23,7 +23,7 @@ type ShredResult struct {
 // created), then deletes the keyring backups, then the tenant's remaining rows in bounded
 // batches. It is idempotent and resumable: a repeated call finishes what an interrupted one
 // left and reports the same totals. The events inbox is left to the purge consumer, which
-// must keep the record of the purge event itself (see package events).
+// deletes it with its report (see package events).
 func (v *Vault) Shred(ctx context.Context, o owner.ID) (ShredResult, error) {
 	v.cache.drop(o)
 	err := v.store.Tx(ctx, o, func(ctx context.Context, tx StoreTx) error {
