@@ -22,7 +22,8 @@ type Config struct {
 	// in development. Required.
 	KeyProvider string
 	// KeyringBackupURL is the gocloud.dev bucket URL of the keyring backups
-	// (FORGE_KEYRING_BACKUP_URL): file:///abs/dir in development. Required.
+	// (FORGE_KEYRING_BACKUP_URL): file:///abs/dir in development, s3://bucket?region=... in
+	// production. Required.
 	KeyringBackupURL string
 	// KeyCacheSize and KeyCacheTTL bound the in-memory cache of unwrapped tenant keys
 	// (FORGE_VAULT_KEY_CACHE_SIZE, default 10000 tenants; FORGE_VAULT_KEY_CACHE_TTL, default 5m).

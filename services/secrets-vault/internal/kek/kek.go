@@ -67,34 +67,51 @@ func Open(rawURL string) (Provider, error) {
 	return nil, fmt.Errorf("kek: provider scheme %q is not built into this binary (see the kek package doc to plug one in)", u.Scheme)
 }
 
-// File is the development provider: a 32-byte key in a file only the service's user can read.
+// File is the file provider: a 32-byte key in a file only the service's user (and group) can
+// read: a local file in development, a mounted Secret in Kubernetes.
 type File struct {
 	aead cipher.AEAD
 	id   string
 }
 
-// OpenFile reads the root key from path. The file must be a regular file (not a symlink) of
-// exactly 32 bytes, with no permission for group or others (0600 or 0400): a key file anyone on
-// the machine can read is no root key.
+// keyFilePerm is every permission a key file may have: read and write for its owner, read
+// for its group. Kubernetes mounts a Secret with the pod's fsGroup and gives that group read
+// access (defaultMode 0440); nobody else may read it, and nobody but the owner may change it.
+const keyFilePerm os.FileMode = 0o640
+
+// OpenFile reads the root key from path. The path must be absolute and name a regular file,
+// directly or through symbolic links (a Kubernetes Secret volume mounts each key as a link
+// into a versioned directory), of exactly 32 bytes, that no one but its owner and group can
+// read and no one but its owner can write (0400, 0440, 0600, 0640): a key file anyone on the
+// machine can read or replace is no root key.
 func OpenFile(path string) (*File, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("kek: key file %q: path must be absolute", path)
 	}
-	fi, err := os.Lstat(path)
+	// Checked before opening, so a link to a FIFO or a device is refused without blocking on
+	// it; checked again on the open file, which is what is read.
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("kek: key file: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("kek: key file %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("kek: key file %s: mode %04o gives access to group or others; want 0600", path, perm)
+	if err := checkKeyFile(path, fi); err != nil {
+		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("kek: key file: %w", err)
 	}
 	defer f.Close()
+	opened, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("kek: key file: %w", err)
+	}
+	if !os.SameFile(fi, opened) {
+		return nil, fmt.Errorf("kek: key file %s: replaced while being opened", path)
+	}
+	if err := checkKeyFile(path, opened); err != nil {
+		return nil, err
+	}
 	key, err := io.ReadAll(io.LimitReader(f, KeySize+1))
 	if err != nil {
 		return nil, fmt.Errorf("kek: key file: %w", err)
@@ -104,6 +121,17 @@ func OpenFile(path string) (*File, error) {
 		return nil, fmt.Errorf("kek: key file %s: want exactly %d bytes", path, KeySize)
 	}
 	return newFile(key)
+}
+
+// checkKeyFile refuses anything but a regular file within keyFilePerm.
+func checkKeyFile(path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("kek: key file %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&^keyFilePerm != 0 {
+		return fmt.Errorf("kek: key file %s: mode %04o gives access beyond its owner (read, write) and group (read); want 0400, 0440, 0600 or 0640", path, perm)
+	}
+	return nil
 }
 
 func newFile(key []byte) (*File, error) {

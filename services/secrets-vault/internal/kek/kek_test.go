@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -21,34 +22,75 @@ func writeKey(tb testing.TB, mode os.FileMode, size int) string {
 	return path
 }
 
+// secretVolume lays out a key as a Kubernetes Secret volume does: the key is a link to
+// ..data/<key>, ..data a link to a timestamped directory holding the file.
+func secretVolume(tb testing.TB, mode os.FileMode, size int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	version := "..2026_11_28_21_00_00.123456789"
+	require.NoError(tb, os.Mkdir(filepath.Join(dir, version), 0o755))
+	key := make([]byte, size)
+	_, err := rand.Read(key)
+	require.NoError(tb, err)
+	file := filepath.Join(dir, version, "root-key")
+	require.NoError(tb, os.WriteFile(file, key, 0o600))
+	require.NoError(tb, os.Chmod(file, mode))
+	require.NoError(tb, os.Symlink(version, filepath.Join(dir, "..data")))
+	require.NoError(tb, os.Symlink(filepath.Join("..data", "root-key"), filepath.Join(dir, "root-key")))
+	return filepath.Join(dir, "root-key")
+}
+
+func link(tb testing.TB, target string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "link")
+	require.NoError(tb, os.Symlink(target, path))
+	return path
+}
+
 func TestOpenFileRefusesUnsafeFiles(t *testing.T) {
-	good := writeKey(t, 0o600, KeySize)
-	link := filepath.Join(t.TempDir(), "link")
-	require.NoError(t, os.Symlink(good, link))
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	cases := []struct {
 		name string
 		path string
-		ok   bool
+		// refused is a part of the error for a refused file; empty means accepted.
+		refused string
 	}{
-		{"mode 0600", good, true},
-		{"mode 0400", writeKey(t, 0o400, KeySize), true},
-		{"group readable", writeKey(t, 0o640, KeySize), false},
-		{"world readable", writeKey(t, 0o604, KeySize), false},
-		{"too short", writeKey(t, 0o600, KeySize-1), false},
-		{"too long", writeKey(t, 0o600, KeySize+1), false},
-		{"symlink", link, false},
-		{"missing", filepath.Join(t.TempDir(), "none"), false},
-		{"relative path", "kek", false},
-		{"directory", t.TempDir(), false},
+		{"mode 0600", writeKey(t, 0o600, KeySize), ""},
+		{"mode 0400", writeKey(t, 0o400, KeySize), ""},
+		{"group readable 0440 (fsGroup)", writeKey(t, 0o440, KeySize), ""},
+		{"group readable 0640", writeKey(t, 0o640, KeySize), ""},
+		{"Secret volume 0440", secretVolume(t, 0o440, KeySize), ""},
+		{"Secret volume 0400", secretVolume(t, 0o400, KeySize), ""},
+		{"symlink to a 0600 file", link(t, writeKey(t, 0o600, KeySize)), ""},
+
+		{"group writable", writeKey(t, 0o660, KeySize), "mode"},
+		{"world readable", writeKey(t, 0o604, KeySize), "mode"},
+		{"world readable 0644", writeKey(t, 0o644, KeySize), "mode"},
+		{"world writable", writeKey(t, 0o602, KeySize), "mode"},
+		{"executable", writeKey(t, 0o700, KeySize), "mode"},
+		{"Secret volume 0644 (Kubernetes' default mode)", secretVolume(t, 0o644, KeySize), "mode"},
+		{"symlink to a world-readable file", link(t, writeKey(t, 0o644, KeySize)), "mode"},
+		{"too short", writeKey(t, 0o600, KeySize-1), "exactly"},
+		{"too long", writeKey(t, 0o600, KeySize+1), "exactly"},
+		{"Secret volume too short", secretVolume(t, 0o440, KeySize-1), "exactly"},
+		{"symlink to a directory", link(t, t.TempDir()), "not a regular file"},
+		{"symlink to a device", link(t, "/dev/zero"), "not a regular file"},
+		{"FIFO (never blocks)", link(t, fifo), "not a regular file"},
+		{"dangling symlink", link(t, filepath.Join(t.TempDir(), "gone")), "no such file"},
+		{"missing", filepath.Join(t.TempDir(), "none"), "no such file"},
+		{"relative path", "kek", "absolute"},
+		{"directory", t.TempDir(), "not a regular file"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := OpenFile(c.path)
-			if c.ok {
+			p, err := OpenFile(c.path)
+			if c.refused == "" {
 				require.NoError(t, err)
-			} else {
-				require.Error(t, err)
+				require.NotEmpty(t, p.KeyID())
+				return
 			}
+			require.ErrorContains(t, err, c.refused)
 		})
 	}
 }

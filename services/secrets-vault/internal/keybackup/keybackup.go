@@ -19,6 +19,7 @@ import (
 
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// buckets (development)
+	_ "gocloud.dev/blob/s3blob"   // s3:// buckets (production)
 	"gocloud.dev/gcerrors"
 
 	"github.com/forgeapps/backbone/pkg/owner"
@@ -34,8 +35,8 @@ type Bucket struct {
 	b *blob.Bucket
 }
 
-// Open opens the bucket at url (for example file:///var/lib/forge/keyring?create_dir=1, or
-// s3://bucket?region=... when the binary registers that driver).
+// Open opens the bucket at url: file:///var/lib/forge/keyring in development, or
+// s3://bucket?region=... (S3 or an S3-compatible store) in production.
 func Open(ctx context.Context, rawURL string) (*Bucket, error) {
 	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" && u.Path != "" {
 		// A development directory is created on first start, readable by the service only.

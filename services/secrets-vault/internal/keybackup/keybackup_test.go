@@ -67,3 +67,30 @@ func TestBucket(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenSchemes: the production bucket's s3:// URL opens (the driver is linked into the
+// binary, as in apps and data-lifecycle); a scheme with no driver linked is refused.
+func TestOpenSchemes(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		url  string
+		ok   bool
+	}{
+		{"file", "file://" + filepath.Join(t.TempDir(), "keyring"), true},
+		{"s3", "s3://forge-us-east-keyring?region=us-east-1", true},
+		{"s3-compatible endpoint", "s3://forge-keyring?region=us-east-1&endpoint=https://objects.example.internal&use_path_style=true", true},
+		{"no driver linked", "gs://forge-keyring", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := Open(ctx, c.url)
+			if !c.ok {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, b.Close())
+		})
+	}
+}
