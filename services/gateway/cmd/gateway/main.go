@@ -41,6 +41,15 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		// The gateway owns no database: migrate has nothing to do and needs none of serve's
+		// settings.
+		base, err := service.LoadBase(config.Name, getenv)
+		if err != nil {
+			return err
+		}
+		return service.Main(ctx, args, stdout, service.Spec{Base: base, Table: authz.Table{}}, nil)
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err

@@ -49,12 +49,28 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		// The migration Job has the database settings only: it needs none of serve's (HTTP
+		// address, domain, console origin, edge certificate, dependency addresses).
+		base, err := service.LoadBase(workload.SandboxOrigin, getenv)
+		if err != nil {
+			return err
+		}
+		return service.Main(ctx, args, stdout, spec(base), nil)
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	spec := service.Spec{
-		Base:  cfg.Base,
+	return service.Main(ctx, args, stdout, spec(cfg.Base), func(ctx context.Context, rt *service.Runtime) (func(grpc.ServiceRegistrar), error) {
+		return setup(ctx, rt, cfg)
+	})
+}
+
+// spec is the service as pkg/service runs it, for both commands.
+func spec(base service.Base) service.Spec {
+	return service.Spec{
+		Base:  base,
 		Table: grpcapi.Table(),
 		Database: &service.Database{
 			Schema: postgres.Schema,
@@ -66,9 +82,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		},
 		Events: true,
 	}
-	return service.Main(ctx, args, stdout, spec, func(ctx context.Context, rt *service.Runtime) (func(grpc.ServiceRegistrar), error) {
-		return setup(ctx, rt, cfg)
-	})
 }
 
 func setup(ctx context.Context, rt *service.Runtime, cfg config.Config) (func(grpc.ServiceRegistrar), error) {
