@@ -95,11 +95,12 @@ func binaryEnv() map[string]map[string]commandEnv {
 				Required: []string{"BACKUP_DATABASE_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEY_PROVIDER", "FORGE_BACKUP_TARGETS"},
 				Optional: backupOptional,
 			},
-			// restore reads the backup configuration (BACKUP_DATABASE_URL is required there
-			// although a restore never connects with it) and takes the dump and target as flags.
+			// restore takes the dump as a flag and the target database from
+			// RESTORE_DATABASE_URL (a password is never an argument); it connects to no backup
+			// database.
 			"restore": {
-				Required: []string{"BACKUP_DATABASE_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEY_PROVIDER"},
-				Optional: backupOptional,
+				Required: []string{"RESTORE_DATABASE_URL", "FORGE_BACKUP_BLOB_URL", "FORGE_KEY_PROVIDER"},
+				Optional: []string{"FORGE_LOG_LEVEL"},
 			},
 		},
 	}

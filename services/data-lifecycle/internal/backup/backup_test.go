@@ -176,3 +176,73 @@ func TestPruneRetention(t *testing.T) {
 	}
 	require.Equal(t, 3, n, "written, written, deleted")
 }
+
+// TestRestoreCommand runs `restore` as the restore Job does: the dump as -backup, the target
+// database from RESTORE_DATABASE_URL (never a flag: a password on the command line is visible
+// to every user of the machine), and no backup database (a restore never connects to one).
+func TestRestoreCommand(t *testing.T) {
+	ctx := context.Background()
+	src := pgtest.New(t, vaultSpec(t))
+	o := owner.New()
+	_, err := src.Migrator.Exec(ctx, `INSERT INTO registered_apps (owner_id, app_id, registered_at) VALUES ($1, $1, now())`, o)
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	keyPath := filepath.Join(t.TempDir(), "backup.key")
+	key := make([]byte, 32)
+	_, err = rand.Read(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyPath, key, 0o600))
+	w, err := keyprovider.Open("file://" + keyPath)
+	require.NoError(t, err)
+	b, err := fileblob.OpenBucket(dir, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	job := &backup.Job{Bucket: b, Keys: w, Log: slog.New(slog.DiscardHandler), Now: time.Now, Retention: time.Hour}
+	name, _, err := job.Dump(ctx, src.MigrationURL, config.Target{Service: "secrets-vault", Schema: "vault", ExcludeData: []string{config.VaultKeyTable}})
+	require.NoError(t, err)
+
+	dst := pgtest.New(t, vaultSpec(t))
+	env := map[string]string{
+		"RESTORE_DATABASE_URL":  dst.MigrationURL,
+		"FORGE_BACKUP_BLOB_URL": "file://" + dir,
+		"FORGE_KEY_PROVIDER":    "file://" + keyPath,
+	}
+	without := func(key string) func(string) string {
+		return func(k string) string {
+			if k == key {
+				return ""
+			}
+			return env[k]
+		}
+	}
+	restored := func() int {
+		var n int
+		require.NoError(t, dst.Migrator.QueryRow(ctx, `SELECT count(*) FROM registered_apps`).Scan(&n))
+		return n
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   string
+	}{
+		{"the target as a flag", []string{"restore", "-backup", name, "-into", dst.MigrationURL}, without(""), "flag provided but not defined: -into"},
+		{"no target", []string{"restore", "-backup", name}, without("RESTORE_DATABASE_URL"), "RESTORE_DATABASE_URL is required"},
+		{"no dump", []string{"restore"}, without(""), "usage"},
+		{"no backup key", []string{"restore", "-backup", name}, without("FORGE_KEY_PROVIDER"), "FORGE_KEY_PROVIDER is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := backup.Main(ctx, tc.args, tc.getenv, io.Discard)
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), dst.MigrationURL)
+			require.Zero(t, restored(), "nothing restored")
+		})
+	}
+
+	var out bytes.Buffer
+	require.NoError(t, backup.Main(ctx, []string{"restore", "-backup", name}, without("BACKUP_DATABASE_URL"), &out))
+	require.Equal(t, 1, restored())
+	require.Contains(t, out.String(), "restored; now run replay-ledger")
+	require.NotContains(t, out.String(), dst.MigrationURL, "the target URL is never logged")
+}

@@ -30,50 +30,76 @@ import (
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/postgres"
 )
 
-// Main runs `backup`, `prune`, `restore -backup KEY -into URL` or `replay-ledger -since TIME`.
+// Main runs `backup`, `prune`, `restore -backup KEY` (the target database from
+// RESTORE_DATABASE_URL) or `replay-ledger -since TIME`.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	log := telemetry.NewLogger(stdout, config.Name, telemetry.ParseLevel(getenv("FORGE_LOG_LEVEL")))
-	if args[0] == "replay-ledger" {
+	switch args[0] {
+	case "replay-ledger":
 		return replayMain(ctx, args[1:], getenv, log)
+	case "restore":
+		return restoreMain(ctx, args[1:], getenv, log)
 	}
 	cfg, err := config.LoadBackup(getenv)
 	if err != nil {
 		return err
 	}
-	keys, err := keyprovider.Open(cfg.KeyProvider)
+	j, closeFn, err := openJob(ctx, cfg.BlobURL, cfg.KeyProvider, log, cfg.Retention)
 	if err != nil {
 		return err
 	}
-	bucket, err := blob.OpenBucket(ctx, cfg.BlobURL)
-	if err != nil {
-		return fmt.Errorf("backup bucket: %w", err)
-	}
-	defer bucket.Close()
-	j := &Job{Bucket: bucket, Keys: keys, Log: log, Now: time.Now, Retention: cfg.Retention}
+	defer closeFn()
 	switch args[0] {
 	case "backup":
 		return j.Backup(ctx, cfg.DatabaseURL.Reveal(), cfg.Targets)
 	case "prune":
 		return j.Prune(ctx)
-	case "restore":
-		fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-		name := fs.String("backup", "", "the dump's object key (dumps/<service>/...)")
-		into := fs.String("into", "", "URL of the migrated, empty database to load (its migration role)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if *name == "" || *into == "" {
-			return errors.New("restore: -backup and -into are required")
-		}
-		h, err := j.Restore(ctx, *name, *into)
-		if err != nil {
-			return err
-		}
-		log.InfoContext(ctx, "restored; now run replay-ledger", slog.String("service", h.Service),
-			slog.Time("taken_at", h.TakenAt))
-		return nil
 	}
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// openJob opens the backup bucket and key.
+func openJob(ctx context.Context, blobURL, keyProvider string, log *slog.Logger, retention time.Duration) (*Job, func(), error) {
+	keys, err := keyprovider.Open(keyProvider)
+	if err != nil {
+		return nil, nil, err
+	}
+	bucket, err := blob.OpenBucket(ctx, blobURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup bucket: %w", err)
+	}
+	return &Job{Bucket: bucket, Keys: keys, Log: log, Now: time.Now, Retention: retention}, func() { _ = bucket.Close() }, nil
+}
+
+// restoreMain loads one dump (-backup, its object key) into the database named by
+// RESTORE_DATABASE_URL. The URL is never a flag: a password on the command line is visible
+// to every user of the machine.
+func restoreMain(ctx context.Context, args []string, getenv func(string) string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	name := fs.String("backup", "", "the dump's object key (dumps/<service>/...)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("restore: %w (usage: restore -backup dumps/<service>/<file>, the target in RESTORE_DATABASE_URL)", err)
+	}
+	if *name == "" || fs.NArg() > 0 {
+		return errors.New("restore: usage: restore -backup dumps/<service>/<file> (the target database in RESTORE_DATABASE_URL)")
+	}
+	cfg, err := config.LoadRestore(getenv)
+	if err != nil {
+		return err
+	}
+	j, closeFn, err := openJob(ctx, cfg.BlobURL, cfg.KeyProvider, log, 0)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	h, err := j.Restore(ctx, *name, cfg.TargetURL.Reveal())
+	if err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "restored; now run replay-ledger", slog.String("service", h.Service),
+		slog.Time("taken_at", h.TakenAt))
+	return nil
 }
 
 // replayMain purges again every tenant of the deletion ledger purged since -since (the time

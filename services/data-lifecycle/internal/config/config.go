@@ -136,6 +136,40 @@ const DefaultTargets = "tenant=tenant/tenant,apps=apps/apps,secrets-vault=secret
 // VaultKeyTable is secrets-vault's table of wrapped tenant keys.
 const VaultKeyTable = "tenant_keys"
 
+// Restore is the configuration of `restore`: where the dumps are, the key that opens them, and
+// the database to load. The target URL carries the migration role's password, so it comes
+// from the environment (a Secret in Kubernetes), never from the command line, where every
+// user of the machine can read it (ps, /proc/<pid>/cmdline).
+type Restore struct {
+	// TargetURL is the migrated, empty database to load, as its migration role
+	// (RESTORE_DATABASE_URL).
+	TargetURL   secret.Value
+	BlobURL     string
+	KeyProvider string
+}
+
+// LoadRestore reads the restore command's configuration. It needs no backup database: a
+// restore reads the bucket and writes the target only.
+func LoadRestore(getenv func(string) string) (Restore, error) {
+	var problems []string
+	req := func(key string) string {
+		v := strings.TrimSpace(getenv(key))
+		if v == "" {
+			problems = append(problems, key+" is required")
+		}
+		return v
+	}
+	r := Restore{
+		TargetURL:   secret.New(req("RESTORE_DATABASE_URL")),
+		BlobURL:     req("FORGE_BACKUP_BLOB_URL"),
+		KeyProvider: req("FORGE_KEY_PROVIDER"),
+	}
+	if len(problems) > 0 {
+		return Restore{}, fmt.Errorf("%s restore configuration: %s", Name, strings.Join(problems, "; "))
+	}
+	return r, nil
+}
+
 // LoadBackup reads the backup job's configuration.
 func LoadBackup(getenv func(string) string) (Backup, error) {
 	var problems []string
