@@ -19,9 +19,11 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/rs/cors"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // New returns the ServeMux for the edge. extra options are appended (for example
@@ -37,7 +39,7 @@ func New(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.WithIncomingHeaderMatcher(DropAllHeaders),
 		runtime.WithOutgoingHeaderMatcher(DropAllHeaders),
 		runtime.WithOutgoingTrailerMatcher(DropAllHeaders),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: json}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &httpBodyMarshaler{runtime.HTTPBodyMarshaler{Marshaler: json}}),
 		runtime.WithErrorHandler(runtime.DefaultHTTPErrorHandler),
 		runtime.WithRoutingErrorHandler(routingError),
 		runtime.WithDisablePathLengthFallback(),
@@ -45,6 +47,32 @@ func New(extra ...runtime.ServeMuxOption) *runtime.ServeMux {
 		runtime.SetQueryParameterParser(&strictQueryParser{}),
 	}
 	return runtime.NewServeMux(append(opts, extra...)...)
+}
+
+// httpBodyMarshaler is runtime.HTTPBodyMarshaler with no stream delimiter. grpc-gateway
+// writes the marshaler's delimiter after every message of a server stream ("\n" when the
+// marshaler names none, as HTTPBodyMarshaler does not): a streamed google.api.HttpBody (an
+// export archive) would get a newline inserted after every chunk, and a zip with bytes added
+// is corrupt. The suite's only streamed routes return HttpBody, whose chunks are the body
+// itself; a streamed JSON route would need its own delimiter and a test of it.
+type httpBodyMarshaler struct {
+	runtime.HTTPBodyMarshaler
+}
+
+// Delimiter implements runtime.Delimited: nothing between the chunks of a stream.
+func (*httpBodyMarshaler) Delimiter() []byte { return nil }
+
+// Marshal writes the error of a stream as the google.rpc.Status itself, like every other
+// error of the API: grpc-gateway wraps a stream's error in {"error": status}. Before the
+// first chunk (a used or unknown download link) that is the whole answer, with the matching
+// HTTP status; after it, the download is cut short either way.
+func (m *httpBodyMarshaler) Marshal(v any) ([]byte, error) {
+	if chunk, ok := v.(map[string]proto.Message); ok && len(chunk) == 1 {
+		if st, ok := chunk["error"].(*spb.Status); ok {
+			return m.HTTPBodyMarshaler.Marshal(st)
+		}
+	}
+	return m.HTTPBodyMarshaler.Marshal(v)
 }
 
 // StripClientHeaders removes what grpc-gateway would forward into gRPC metadata despite the

@@ -14,8 +14,12 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/forgeapps/backbone/pkg/authz"
 	"github.com/forgeapps/backbone/pkg/gatewaymux"
@@ -196,4 +200,53 @@ func TestCORSAllowsOnlyTheConsole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamedHttpBodyIsTheBodyExactly: a server stream of google.api.HttpBody (an export
+// archive) reaches the client as the concatenated chunks, byte for byte, with the first
+// chunk's content type: grpc-gateway's default stream delimiter would put a newline after
+// every chunk and corrupt the file.
+func TestStreamedHttpBodyIsTheBodyExactly(t *testing.T) {
+	mux := gatewaymux.New()
+	chunks := []*httpbody.HttpBody{
+		{ContentType: "application/zip", Data: []byte("PK\x03\x04first")},
+		{Data: []byte("\n")}, // a chunk that is itself a newline
+		{Data: []byte("last\x00")},
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/exports/x/archive?token=t", nil)
+	req.Header.Set("Accept", "*/*")
+	_, out := runtime.MarshalerForRequest(mux, req)
+	rec := httptest.NewRecorder()
+	ctx := runtime.NewServerMetadataContext(context.Background(), runtime.ServerMetadata{})
+	i := 0
+	runtime.ForwardResponseStream(ctx, mux, out, rec, req, func() (proto.Message, error) {
+		if i == len(chunks) {
+			return nil, io.EOF
+		}
+		i++
+		return chunks[i-1], nil
+	})
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/zip", rec.Header().Get("Content-Type"))
+	require.Equal(t, "PK\x03\x04first\nlast\x00", rec.Body.String(), "the chunks and nothing else")
+}
+
+// TestStreamErrorIsAStatus: a stream that fails before its first chunk (a used download
+// link) answers the google.rpc.Status JSON every other error is, with the matching HTTP
+// status (grpc-gateway would wrap it in {"error": ...}).
+func TestStreamErrorIsAStatus(t *testing.T) {
+	mux := gatewaymux.New()
+	req := httptest.NewRequest(http.MethodGet, "/v1/exports/x/archive?token=t", nil)
+	_, out := runtime.MarshalerForRequest(mux, req)
+	rec := httptest.NewRecorder()
+	ctx := runtime.NewServerMetadataContext(context.Background(), runtime.ServerMetadata{})
+	runtime.ForwardResponseStream(ctx, mux, out, rec, req, func() (proto.Message, error) {
+		return nil, status.Error(codes.NotFound, "download link not found or already used")
+	})
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got), rec.Body.String())
+	require.Equal(t, float64(codes.NotFound), got["code"], rec.Body.String())
+	require.Equal(t, "download link not found or already used", got["message"])
 }

@@ -36,19 +36,27 @@ type stack struct {
 
 func start(t testing.TB, gatewayEnv ...string) *stack {
 	t.Helper()
+	return startServices(t, []string{workload.Tenant, workload.Gateway}, nil, gatewayEnv...)
+}
+
+// startServices starts the gateway (last of services) with the other services given, each
+// with its extra variables.
+func startServices(t testing.TB, services []string, env map[string][]string, gatewayEnv ...string) *stack {
+	t.Helper()
 	idp := testidp.Start(t, audience)
 	caFile := filepath.Join(t.TempDir(), "idp-ca.pem")
 	require.NoError(t, os.WriteFile(caFile, idp.CertPEM, 0o600))
-	env := append([]string{
+	gw := append([]string{
 		"FORGE_OIDC_ISSUER=" + idp.Issuer,
 		"FORGE_OIDC_AUDIENCE=" + audience,
 		"FORGE_OIDC_CA=" + caFile,
 		"FORGE_RATE_IP_RPS=100000", "FORGE_RATE_IP_BURST=100000",
 	}, gatewayEnv...)
-	st := stacktest.Start(t, stacktest.Options{
-		Services: []string{workload.Tenant, workload.Gateway},
-		Env:      map[string][]string{workload.Gateway: env},
-	})
+	all := map[string][]string{workload.Gateway: gw}
+	for svc, vars := range env {
+		all[svc] = append(all[svc], vars...)
+	}
+	st := stacktest.Start(t, stacktest.Options{Services: services, Env: all})
 	return &stack{t: t, st: st, idp: idp, url: st.GatewayURL, origin: st.Env(workload.Gateway, "FORGE_CONSOLE_ORIGIN"), client: st.HTTPClient(t)}
 }
 

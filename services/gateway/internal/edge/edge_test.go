@@ -349,6 +349,13 @@ func TestPendingDeletionOnlyReachesTheDeletionRoutes(t *testing.T) {
 		{name: "account", r: req{method: http.MethodGet, path: "/v1/account", bearer: token}, want: http.StatusForbidden},
 		{name: "credits", r: req{method: http.MethodGet, path: "/v1/credits", bearer: token}, want: http.StatusForbidden},
 		{name: "revoke all", r: req{method: http.MethodPost, path: "/v1/sessions:revokeAll", bearer: token, body: `{}`}, want: http.StatusForbidden},
+		{name: "get deletion", r: req{method: http.MethodGet, path: "/v1/deletion", bearer: token}, want: http.StatusOK},
+		{name: "receipt lookup with the session", r: req{method: http.MethodPost, path: "/v1/deletion-receipts:lookup", bearer: token,
+			body: `{"receiptToken":"fgr_x"}`}, want: http.StatusOK},
+		{name: "receipt lookup with a refused credential", r: req{method: http.MethodPost, path: "/v1/deletion-receipts:lookup",
+			bearer: "not-a-token", body: `{"receiptToken":"fgr_x"}`}, want: http.StatusOK},
+		{name: "receipt lookup without a credential", r: req{method: http.MethodPost, path: "/v1/deletion-receipts:lookup",
+			body: `{"receiptToken":"fgr_x"}`}, want: http.StatusOK},
 		{name: "cancel deletion", r: req{method: http.MethodPost, path: "/v1/deletion:cancel", bearer: token, body: `{}`}, want: http.StatusOK},
 		{name: "sign-out", r: req{method: http.MethodPost, path: edge.SignOutPath, bearer: token}, want: http.StatusOK},
 	} {
@@ -364,6 +371,13 @@ func TestPendingDeletionOnlyReachesTheDeletionRoutes(t *testing.T) {
 	require.Empty(t, f.tenant.callsOf("GetAccount"), "nothing but the deletion routes reached a service")
 	require.Len(t, f.tenant.callsOf("CancelDeletion"), 1)
 	require.Equal(t, alice, f.tenant.callsOf("CancelDeletion")[0].owner)
+	require.Len(t, f.tenant.callsOf("GetDeletion"), 1)
+	require.Equal(t, alice, f.tenant.callsOf("GetDeletion")[0].owner)
+	lookups := f.tenant.callsOf("GetDeletionByReceipt")
+	require.Len(t, lookups, 3, "the receipt lookup reached data-lifecycle as a system call, signed in or not")
+	for _, c := range lookups {
+		require.True(t, c.owner.IsZero(), "no owner on the receipt lookup")
+	}
 }
 
 func TestEveryResponseCarriesARequestIDAndSecurityHeaders(t *testing.T) {

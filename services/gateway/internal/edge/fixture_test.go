@@ -253,12 +253,24 @@ func (f *fakeDeletion) RequestDeletion(ctx context.Context, req *lifecyclev1.Req
 	return &lifecyclev1.RequestDeletionResponse{}, nil
 }
 
+func (f *fakeDeletion) GetDeletion(ctx context.Context, req *lifecyclev1.GetDeletionRequest) (*lifecyclev1.GetDeletionResponse, error) {
+	f.tenant.record(ctx, "GetDeletion", req)
+	return &lifecyclev1.GetDeletionResponse{}, nil
+}
+
+func (f *fakeDeletion) GetDeletionByReceipt(ctx context.Context, req *lifecyclev1.GetDeletionByReceiptRequest) (*lifecyclev1.GetDeletionByReceiptResponse, error) {
+	f.tenant.record(ctx, "GetDeletionByReceipt", req)
+	return &lifecyclev1.GetDeletionByReceiptResponse{}, nil
+}
+
+// lifecycleTable is data-lifecycle's workload table for these routes (GetDeletionByReceipt is
+// a system method: an asserted owner is refused).
 func lifecycleTable() authz.Table {
 	return authz.Table{
 		lifecyclev1.DeletionService_RequestDeletion_FullMethodName:      authz.Owner(workload.Gateway),
 		lifecyclev1.DeletionService_CancelDeletion_FullMethodName:       authz.Owner(workload.Gateway),
 		lifecyclev1.DeletionService_GetDeletion_FullMethodName:          authz.Owner(workload.Gateway),
-		lifecyclev1.DeletionService_GetDeletionByReceipt_FullMethodName: authz.Owner(workload.Gateway),
+		lifecyclev1.DeletionService_GetDeletionByReceipt_FullMethodName: authz.SystemMethod(workload.Gateway),
 	}
 }
 

@@ -113,13 +113,24 @@ func BackendOrder() []string {
 // pending deletion.
 
 // AnonymousMethods are the routes open without a credential: the methods the apps service
-// declares OptionalOwner (Discover). Every other route is refused with 401 before any
-// service is called.
+// declares OptionalOwner (Discover), and the ownerless methods (below). Every other route is
+// refused with 401 before any service is called.
 func AnonymousMethods() []string {
-	return []string{
+	return append([]string{
 		appsv1.DiscoverService_ListListings_FullMethodName,
 		appsv1.DiscoverService_GetListing_FullMethodName,
 		appsv1.DiscoverService_GetListingFile_FullMethodName,
+	}, OwnerlessMethods()...)
+}
+
+// OwnerlessMethods are the routes whose service method is a system method for the gateway:
+// the request carries its own credential in its body, and the service refuses an asserted
+// owner. The edge neither checks nor forwards a person's credential on them, signed in or
+// not. GetDeletionByReceipt: the receipt token is the credential, and it must work after the
+// account (and every session) is gone.
+func OwnerlessMethods() []string {
+	return []string{
+		lifecyclev1.DeletionService_GetDeletionByReceipt_FullMethodName,
 	}
 }
 
@@ -149,6 +160,8 @@ type Route struct {
 	FullMethod string
 	// Anonymous routes may be called without a credential.
 	Anonymous bool
+	// Ownerless routes never carry an owner: a credential sent with them is ignored.
+	Ownerless bool
 	// DuringDeletion routes stay open to a tenant pending deletion.
 	DuringDeletion bool
 	// Upload routes accept the larger body limit.
@@ -180,6 +193,7 @@ func RoutesOf(sd protoreflect.ServiceDescriptor) []Route {
 				Template:       tmpl,
 				FullMethod:     full,
 				Anonymous:      slices.Contains(AnonymousMethods(), full),
+				Ownerless:      slices.Contains(OwnerlessMethods(), full),
 				DuringDeletion: slices.Contains(DeletionMethods(), full),
 				Upload:         slices.Contains(UploadMethods(), full),
 				NoQuery:        !takesQuery(md.Input(), tmpl, b.GetBody()),

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -78,10 +79,16 @@ func (b *recordingBackend) handle(_ any, stream grpc.ServerStream) error {
 		return stream.SendMsg(&tenantv1.AuthenticateResponse{OwnerId: routeTestOwner.String(), HomeRegion: "us-east",
 			Status: tenantv1.AccountStatus_ACCOUNT_STATUS_ACTIVE, SessionId: "5f0c9d43-3a3a-4d7e-9a55-2a3c1d0b9e11"})
 	}
-	o, _ := owner.FromContext(stream.Context())
+	// No server interceptor runs here: read the reserved metadata the edge's client sent.
+	var o owner.ID
+	if md, ok := metadata.FromIncomingContext(stream.Context()); ok {
+		if ids := md.Get(owner.MDOwnerID); len(ids) > 0 {
+			o, _ = owner.Parse(ids[0])
+		}
+	}
 	b.mu.Lock()
 	b.methods = append(b.methods, method)
-	b.owners = append(b.owners, o.ID)
+	b.owners = append(b.owners, o)
 	b.mu.Unlock()
 	return status.Error(codes.Unimplemented, "recorded")
 }
@@ -93,6 +100,16 @@ func (b *recordingBackend) last() (string, int) {
 		return "", 0
 	}
 	return b.methods[len(b.methods)-1], len(b.methods)
+}
+
+// lastOwner is the owner the last recorded call carried (zero for none).
+func (b *recordingBackend) lastOwner() owner.ID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.owners) == 0 {
+		return owner.ID{}
+	}
+	return b.owners[len(b.owners)-1]
 }
 
 var routeTestOwner = owner.MustParse("7a1e5f4c-2b8d-4c1e-9f3a-6d5b4c3a2b10")
@@ -176,6 +193,11 @@ func TestPolicyFollowsTheHandlerThatRuns(t *testing.T) {
 			code, method := try(token)
 			require.Equal(t, http.StatusNotImplemented, code, "the call reached a backend")
 			require.Equal(t, r.FullMethod, method, "the policy applied is the policy of the method called")
+			if r.Ownerless {
+				require.True(t, backend.lastOwner().IsZero(), "an ownerless route never carries the signed-in person's owner")
+			} else {
+				require.Equal(t, routeTestOwner, backend.lastOwner(), "the verified owner travels with the call")
+			}
 
 			code, method = try("")
 			if r.Anonymous {
@@ -193,9 +215,11 @@ func TestPolicyFollowsTheHandlerThatRuns(t *testing.T) {
 		appsv1.DiscoverService_GetListing_FullMethodName,
 		appsv1.DiscoverService_GetListingFile_FullMethodName,
 		appsv1.DiscoverService_ListListings_FullMethodName,
+		lifecyclev1.DeletionService_GetDeletionByReceipt_FullMethodName,
 	}
+	slices.Sort(want)
 	slices.Sort(anonymous)
-	require.Equal(t, want, anonymous, "exactly the Discover listing routes are anonymous")
+	require.Equal(t, want, anonymous, "exactly the Discover listing routes and the receipt lookup are anonymous")
 	declared := edge.AnonymousMethods()
 	slices.Sort(declared)
 	require.Equal(t, want, declared)
