@@ -135,10 +135,10 @@ func TestPurgeHandlerIsIdempotent(t *testing.T) {
 	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	require.NoError(t, err)
 	require.Len(t, payloads, 2, "each delivery reports completion")
-	var first eventsv1.PurgeStoreCompleted
+	var first *eventsv1.PurgeStoreCompleted
 	for i, payload := range payloads {
-		var done eventsv1.PurgeStoreCompleted
-		require.NoError(t, proto.Unmarshal(payload, &done))
+		done := &eventsv1.PurgeStoreCompleted{}
+		require.NoError(t, proto.Unmarshal(payload, done))
 		require.Equal(t, Store, done.GetStore())
 		require.Equal(t, []uint32{1}, done.GetKeyVersionsDestroyed())
 		require.Positive(t, done.GetRowsDeleted())
