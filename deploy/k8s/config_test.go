@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // forgeImage marks the suite's own containers (the conventions apply to them, not to NATS).
@@ -286,13 +287,11 @@ func assertMountsCertificate(t *testing.T, where string, spec corev1.PodSpec, se
 func checkJobs(t *testing.T, s *suite) {
 	for _, region := range regions(t) {
 		deps := s.get(t, "deps/"+region)
-		var roles []string
-		for _, role := range deps.find(t, "Cluster", "forge-pg").Typed.(*PGCluster).Spec.Managed.Roles {
-			roles = append(roles, role.Name)
-		}
-		databases := map[string]bool{}
+		// databases: each database of the region's Postgres and the Cluster holding it.
+		databases := map[string]string{}
 		for _, o := range deps.ofKind("Database") {
-			databases[o.Typed.(*PGDatabase).Spec.Name] = true
+			d := o.Typed.(*PGDatabase)
+			databases[d.Spec.Name] = d.Spec.ClusterRef.Name
 		}
 		for _, svc := range services() {
 			entry := "regions/" + region + "/" + svc.Name
@@ -302,9 +301,13 @@ func checkJobs(t *testing.T, s *suite) {
 			_, hasMigration := envVar(c, "MIGRATION_DATABASE_URL")
 			require.False(t, hasMigration, "%s: the server never sees the migration role", entry)
 			db, hasDB := envVar(c, "DATABASE_URL")
-			require.Equal(t, svc.Database, hasDB, "%s: DATABASE_URL", entry)
-			if !svc.Database {
+			require.Equal(t, svc.Postgres != "", hasDB, "%s: DATABASE_URL", entry)
+			if svc.Postgres == "" {
 				continue
+			}
+			var roles []string
+			for _, role := range deps.find(t, "Cluster", svc.Postgres).Typed.(*PGCluster).Spec.Managed.Roles {
+				roles = append(roles, role.Name)
 			}
 			require.Equal(t, svc.Name+"-database", db.ValueFrom.SecretKeyRef.Name, entry)
 
@@ -317,7 +320,7 @@ func checkJobs(t *testing.T, s *suite) {
 			require.Equal(t, svc.Name+"-migration-database", m.ValueFrom.SecretKeyRef.Name, entry)
 			runtimeRole := strings.ReplaceAll(svc.Name, "-", "_") + "_app"
 			require.Equal(t, runtimeRole, envValue(t, jc, "FORGE_DB_RUNTIME_ROLE"), "%s: grants to the role the server logs in as", entry)
-			require.Contains(t, roles, runtimeRole, "%s: a role of the region's Postgres", entry)
+			require.Contains(t, roles, runtimeRole, "%s: a role of the Postgres cluster holding its database", entry)
 			_, runtime := envVar(jc, "DATABASE_URL")
 			require.False(t, runtime, "%s: the migration Job runs as the migration role only", entry)
 			require.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy, entry)
@@ -327,41 +330,77 @@ func checkJobs(t *testing.T, s *suite) {
 		}
 		entry := "regions/" + region + "/data-lifecycle"
 		r := s.get(t, entry)
-		cj := r.find(t, "CronJob", "data-lifecycle-backup").Typed.(*batchv1.CronJob)
-		require.Equal(t, batchv1.ForbidConcurrent, cj.Spec.ConcurrencyPolicy, "backups never overlap")
-		require.NotNil(t, cj.Spec.StartingDeadlineSeconds)
-		require.Len(t, strings.Fields(cj.Spec.Schedule), 5)
-		jc := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
-		require.Equal(t, []string{"backup"}, jc.Args)
 		server := r.find(t, "Deployment", "data-lifecycle").Typed.(*appsv1.Deployment).Spec.Template.Spec.Containers[0]
-		require.Equal(t, server.Image, jc.Image)
-		require.Empty(t, workloadKeyProblems(cj.Spec.JobTemplate.Spec.Template.Spec), "%s: the backup", entry)
-		require.Equal(t, envValue(t, server, "FORGE_BACKUP_RETENTION"), envValue(t, jc, "FORGE_BACKUP_RETENTION"),
-			"%s: deletion certificates promise the retention the backup job enforces", entry)
-		retention, err := time.ParseDuration(envValue(t, jc, "FORGE_BACKUP_RETENTION"))
-		require.NoError(t, err)
-		require.LessOrEqual(t, retention, 30*24*time.Hour, "backups kept at most 30 days")
-
-		// The backup covers every service database, each by its database and schema.
+		// The backup CronJobs: one per Postgres cluster, since the binary dumps every target of a
+		// run through one server (BACKUP_DATABASE_URL, its path replaced by each database).
+		whole := regionWithMigrations(t, s, region)
+		nps, eps := policiesOf(whole), endpointsOf(whole)
 		var targets []string
-		for _, part := range strings.Split(envValue(t, jc, "FORGE_BACKUP_TARGETS"), ",") {
-			name, rest, ok := strings.Cut(part, "=")
-			require.True(t, ok, part)
-			database, schema, ok := strings.Cut(rest, "/")
-			require.True(t, ok, part)
-			svc := serviceByName(t, name)
-			require.True(t, svc.Database, part)
-			require.True(t, databases[database], "%s: database %s is one of the region's Postgres", part, database)
-			require.Equal(t, serviceSchema(t, name), schema, "%s: the service's schema", part)
-			targets = append(targets, name)
+		var jobClusters []string
+		for _, o := range r.ofKind("CronJob") {
+			cj := o.Typed.(*batchv1.CronJob)
+			jc := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
+			if svc, cmd := forgeService(jc); svc != "data-lifecycle" || cmd != "backup" {
+				continue
+			}
+			require.Equal(t, batchv1.ForbidConcurrent, cj.Spec.ConcurrencyPolicy, "%s: backups never overlap", o.Name)
+			require.NotNil(t, cj.Spec.StartingDeadlineSeconds, o.Name)
+			require.Len(t, strings.Fields(cj.Spec.Schedule), 5, o.Name)
+			require.Equal(t, []string{"backup"}, jc.Args, o.Name)
+			require.Equal(t, server.Image, jc.Image, o.Name)
+			require.Empty(t, workloadKeyProblems(cj.Spec.JobTemplate.Spec.Template.Spec), "%s: %s", entry, o.Name)
+			require.Equal(t, envValue(t, server, "FORGE_BACKUP_RETENTION"), envValue(t, jc, "FORGE_BACKUP_RETENTION"),
+				"%s: %s: deletion certificates promise the retention the backup job enforces", entry, o.Name)
+			retention, err := time.ParseDuration(envValue(t, jc, "FORGE_BACKUP_RETENTION"))
+			require.NoError(t, err)
+			require.LessOrEqual(t, retention, 30*24*time.Hour, "backups kept at most 30 days")
+
+			// Each target by its database and schema, every database of the job on one cluster.
+			cluster := ""
+			for _, part := range strings.Split(envValue(t, jc, "FORGE_BACKUP_TARGETS"), ",") {
+				name, rest, ok := strings.Cut(part, "=")
+				require.True(t, ok, part)
+				database, schema, ok := strings.Cut(rest, "/")
+				require.True(t, ok, part)
+				svc := serviceByName(t, name)
+				require.NotEmpty(t, svc.Postgres, part)
+				require.Equal(t, svc.Postgres, databases[database], "%s: database %s is on the service's cluster", part, database)
+				require.Equal(t, serviceSchema(t, name), schema, "%s: the service's schema", part)
+				if cluster == "" {
+					cluster = svc.Postgres
+				}
+				require.Equal(t, cluster, svc.Postgres, "%s: every target of one job is on one cluster", o.Name)
+				targets = append(targets, name)
+			}
+			require.NotContains(t, jobClusters, cluster, "one backup job per cluster")
+			jobClusters = append(jobClusters, cluster)
+			// Its pods reach that cluster, and no other.
+			var reached []string
+			for _, src := range eps {
+				if src.Name != o.Name {
+					continue
+				}
+				for _, dst := range eps {
+					if dst.Labels["cnpg.io/podRole"] == "instance" &&
+						egressAllows(nps, src, func(p networkingv1.NetworkPolicyPeer, ns string) bool { return peerMatchesPod(p, ns, dst) }, 5432, corev1.ProtocolTCP, &dst) &&
+						ingressAllows(nps, dst, func(p networkingv1.NetworkPolicyPeer, ns string) bool { return peerMatchesPod(p, ns, src) }, 5432, corev1.ProtocolTCP) {
+						reached = append(reached, dst.Name)
+					}
+				}
+			}
+			require.Equal(t, []string{cluster}, reached, "%s reaches the cluster it dumps, and no other", o.Name)
 		}
-		var withDB []string
+		var withDB, clusters []string
 		for _, svc := range services() {
-			if svc.Database {
+			if svc.Postgres != "" {
 				withDB = append(withDB, svc.Name)
+				if !slices.Contains(clusters, svc.Postgres) {
+					clusters = append(clusters, svc.Postgres)
+				}
 			}
 		}
 		require.ElementsMatch(t, withDB, targets, "every service database is backed up, once")
+		require.ElementsMatch(t, clusters, jobClusters, "a backup job per cluster")
 
 		restoreEntry := entry + "/restore"
 		rj := s.get(t, restoreEntry).find(t, "Job", "data-lifecycle-restore").Typed.(*batchv1.Job)

@@ -3,7 +3,8 @@ package k8s
 // Strict transcriptions of the custom resources the manifests use. cert-manager's and
 // CloudNativePG's Go modules are not served for this toolchain, so each type below is written
 // from the published v1 API (cert-manager.io/v1, postgresql.cnpg.io/v1 for CloudNativePG 1.27,
-// barmancloud.cnpg.io/v1 for the Barman Cloud plugin 0.6+) with the same JSON field names.
+// barmancloud.cnpg.io/v1 for the Barman Cloud plugin 0.6+, snapshot.storage.k8s.io/v1 for CSI
+// volume snapshots) with the same JSON field names.
 // They hold the fields this repository may use; a field outside them fails decoding, as it
 // would if misspelt. validate() adds the API's own constraints (enums, required fields,
 // exclusive choices) that matter here.
@@ -231,6 +232,27 @@ type PGClusterSpec struct {
 	Managed                   *PGManagedConfiguration           `json:"managed,omitempty"`
 	EnablePDB                 *bool                             `json:"enablePDB,omitempty"`
 	Plugins                   []PGPluginConfiguration           `json:"plugins,omitempty"`
+	Backup                    *PGBackupConfiguration            `json:"backup,omitempty"`
+}
+
+// PGBackupConfiguration mirrors CloudNativePG's BackupConfiguration: the in-tree Barman object
+// store (WAL archive and base backups) and volume snapshots. No manifest here uses it (forge-pg
+// backs up through the plugin); it is transcribed so that the checks can see one added.
+type PGBackupConfiguration struct {
+	VolumeSnapshot    *PGVolumeSnapshotConfiguration `json:"volumeSnapshot,omitempty"`
+	BarmanObjectStore *BarmanConfiguration           `json:"barmanObjectStore,omitempty"`
+	RetentionPolicy   string                         `json:"retentionPolicy,omitempty"`
+	Target            string                         `json:"target,omitempty"`
+}
+
+// PGVolumeSnapshotConfiguration mirrors CloudNativePG's VolumeSnapshotConfiguration.
+type PGVolumeSnapshotConfiguration struct {
+	Labels                 map[string]string `json:"labels,omitempty"`
+	Annotations            map[string]string `json:"annotations,omitempty"`
+	ClassName              string            `json:"className,omitempty"`
+	WalClassName           string            `json:"walClassName,omitempty"`
+	SnapshotOwnerReference string            `json:"snapshotOwnerReference,omitempty"`
+	Online                 *bool             `json:"online,omitempty"`
 }
 
 // PGEmbeddedObjectMetadata mirrors CloudNativePG's EmbeddedObjectMetadata.
@@ -507,6 +529,63 @@ func (b *PGScheduledBackup) validate() error {
 	}
 	if !slices.Contains([]string{"", "none", "self", "cluster"}, s.BackupOwnerReference) {
 		return fmt.Errorf("backupOwnerReference %q", s.BackupOwnerReference)
+	}
+	return nil
+}
+
+// PGBackup is postgresql.cnpg.io/v1 Backup: one backup, taken once. No manifest here creates
+// one; it is transcribed so that the checks can see one added.
+type PGBackup struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              PGBackupSpec `json:"spec"`
+}
+
+// PGBackupSpec mirrors CloudNativePG's BackupSpec.
+type PGBackupSpec struct {
+	Cluster             PGLocalObjectReference `json:"cluster"`
+	Target              string                 `json:"target,omitempty"`
+	Method              string                 `json:"method,omitempty"`
+	PluginConfiguration *PGBackupPluginConfig  `json:"pluginConfiguration,omitempty"`
+	Online              *bool                  `json:"online,omitempty"`
+}
+
+func (b *PGBackup) validate() error {
+	if b.Spec.Cluster.Name == "" {
+		return errors.New("spec.cluster.name is required")
+	}
+	if !slices.Contains([]string{"", "barmanObjectStore", "volumeSnapshot", "plugin"}, b.Spec.Method) {
+		return fmt.Errorf("method %q", b.Spec.Method)
+	}
+	return nil
+}
+
+// --- snapshot.storage.k8s.io/v1 -----------------------------------------------------------
+
+// VolumeSnapshot is snapshot.storage.k8s.io/v1 VolumeSnapshot (the CSI external-snapshotter's
+// API). No manifest here creates one; it is transcribed so that the checks can see one added.
+type VolumeSnapshot struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              VolumeSnapshotSpec `json:"spec"`
+}
+
+// VolumeSnapshotSpec mirrors the external-snapshotter's VolumeSnapshotSpec.
+type VolumeSnapshotSpec struct {
+	Source                  VolumeSnapshotSource `json:"source"`
+	VolumeSnapshotClassName *string              `json:"volumeSnapshotClassName,omitempty"`
+}
+
+// VolumeSnapshotSource mirrors the external-snapshotter's VolumeSnapshotSource: exactly one of
+// a claim to snapshot or an existing snapshot content.
+type VolumeSnapshotSource struct {
+	PersistentVolumeClaimName *string `json:"persistentVolumeClaimName,omitempty"`
+	VolumeSnapshotContentName *string `json:"volumeSnapshotContentName,omitempty"`
+}
+
+func (v *VolumeSnapshot) validate() error {
+	if (v.Spec.Source.PersistentVolumeClaimName == nil) == (v.Spec.Source.VolumeSnapshotContentName == nil) {
+		return errors.New("spec.source: exactly one of persistentVolumeClaimName and volumeSnapshotContentName")
 	}
 	return nil
 }

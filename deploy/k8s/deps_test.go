@@ -99,27 +99,43 @@ func checkDependencies(t *testing.T, s *suite) {
 				require.Equal(t, svc.Name, env.ValueFrom.SecretKeyRef.Key)
 			}
 
-			// Postgres: three instances across zones, synchronous, encrypted, backed up for at
-			// most 30 days, TLS from the region's CA.
-			pg := r.find(t, "Cluster", "forge-pg").Typed.(*PGCluster)
-			require.Equal(t, 3, pg.Spec.Instances)
-			require.Equal(t, "topology.kubernetes.io/zone", pg.Spec.Affinity.TopologyKey)
-			require.Equal(t, "required", pg.Spec.Affinity.PodAntiAffinityType)
-			require.NotNil(t, pg.Spec.PostgresConfiguration.Synchronous)
-			require.Equal(t, "required", pg.Spec.PostgresConfiguration.Synchronous.DataDurability)
-			require.Equal(t, "forge-encrypted", *pg.Spec.StorageConfiguration.StorageClass)
-			require.Equal(t, "forge-encrypted", *pg.Spec.WalStorage.StorageClass)
-			require.NotNil(t, pg.Spec.EnableSuperuserAccess)
-			require.False(t, *pg.Spec.EnableSuperuserAccess)
+			// Postgres: two clusters, forge-pg and secrets-vault's own, each of three instances
+			// across zones, synchronous, encrypted, TLS from the region's CA. forge-pg is backed up
+			// for at most 30 days; the vault's cluster never physically (vaultbackup_test.go).
 			sc := r.find(t, "StorageClass", "forge-encrypted").Typed.(*storagev1.StorageClass)
 			require.Equal(t, "true", sc.Parameters["encrypted"])
 			require.Regexp(t, `^arn:aws:kms:[a-z0-9-]+:\d{12}:(alias|key)/`+regexp.QuoteMeta("forge-"+region), sc.Parameters["kmsKeyId"], "the region's own volume key")
-			require.NotNil(t, pg.Spec.Certificates)
-			cert := r.find(t, "Certificate", "forge-pg-server").Typed.(*Certificate)
-			require.Equal(t, cert.Spec.SecretName, pg.Spec.Certificates.ServerTLSSecret)
-			require.Contains(t, cert.Spec.DNSNames, "forge-pg-rw.forge-data.svc")
-			require.Equal(t, "forge-workload-ca", cert.Spec.IssuerRef.Name)
+			var clusterNames []string
+			for _, o := range r.ofKind("Cluster") {
+				clusterNames = append(clusterNames, o.Name)
+			}
+			require.ElementsMatch(t, []string{mainPostgres, vaultPostgres}, clusterNames)
+			podLabels := map[string]string{}
+			for _, name := range clusterNames {
+				pg := r.find(t, "Cluster", name).Typed.(*PGCluster)
+				require.Equal(t, 3, pg.Spec.Instances, name)
+				require.Equal(t, "topology.kubernetes.io/zone", pg.Spec.Affinity.TopologyKey, name)
+				require.Equal(t, "required", pg.Spec.Affinity.PodAntiAffinityType, name)
+				require.NotNil(t, pg.Spec.PostgresConfiguration.Synchronous, name)
+				require.Equal(t, "required", pg.Spec.PostgresConfiguration.Synchronous.DataDurability, name)
+				require.Equal(t, "TLSv1.3", pg.Spec.PostgresConfiguration.Parameters["ssl_min_protocol_version"], name)
+				require.Equal(t, "forge-encrypted", *pg.Spec.StorageConfiguration.StorageClass, name)
+				require.Equal(t, "forge-encrypted", *pg.Spec.WalStorage.StorageClass, name)
+				require.NotNil(t, pg.Spec.EnableSuperuserAccess, name)
+				require.False(t, *pg.Spec.EnableSuperuserAccess, name)
+				require.NotNil(t, pg.Spec.Certificates, name)
+				cert := r.find(t, "Certificate", name+"-server").Typed.(*Certificate)
+				require.Equal(t, cert.Spec.SecretName, pg.Spec.Certificates.ServerTLSSecret, name)
+				require.Contains(t, cert.Spec.DNSNames, name+"-rw.forge-data.svc", name)
+				require.Equal(t, "forge-workload-ca", cert.Spec.IssuerRef.Name, name)
+				// The label the network policies select a cluster's pods by: its own per cluster.
+				l := pg.Spec.InheritedMetadata.Labels["forge.internal/postgres"]
+				require.NotEmpty(t, l, name)
+				require.NotContains(t, podLabels, l, "%s: its pods are told apart from the other cluster's", name)
+				podLabels[l] = name
+			}
 
+			pg := r.find(t, "Cluster", mainPostgres).Typed.(*PGCluster)
 			require.Len(t, pg.Spec.Plugins, 1)
 			plugin := pg.Spec.Plugins[0]
 			require.True(t, plugin.IsWALArchiver != nil && *plugin.IsWALArchiver, "WAL is archived continuously")
@@ -130,33 +146,38 @@ func checkDependencies(t *testing.T, s *suite) {
 			require.NotEmpty(t, store.Spec.Configuration.Data.Encryption)
 			require.True(t, store.Spec.Configuration.S3Credentials.InheritFromIAMRole, "no key material referenced")
 			sb := r.find(t, "ScheduledBackup", "forge-pg-daily").Typed.(*PGScheduledBackup)
-			require.Equal(t, "forge-pg", sb.Spec.Cluster.Name)
+			require.Equal(t, mainPostgres, sb.Spec.Cluster.Name)
 			require.Equal(t, plugin.Name, sb.Spec.PluginConfiguration.Name)
 
-			// Roles: a migration and a runtime role per service that owns data; neither the
-			// runtime roles nor the migration roles may bypass RLS.
-			roles := map[string]PGRoleConfiguration{}
-			for _, role := range pg.Spec.Managed.Roles {
-				roles[role.Name] = role
-				require.False(t, role.Superuser, role.Name)
-				require.NotNil(t, role.PasswordSecret, "%s: password from a Secret", role.Name)
+			// Roles: on the cluster holding its database, a migration and a runtime role per
+			// service that owns data; neither may bypass RLS.
+			roles := map[string]map[string]PGRoleConfiguration{}
+			for _, name := range clusterNames {
+				roles[name] = map[string]PGRoleConfiguration{}
+				for _, role := range r.find(t, "Cluster", name).Typed.(*PGCluster).Spec.Managed.Roles {
+					roles[name][role.Name] = role
+					require.False(t, role.Superuser, role.Name)
+					require.NotNil(t, role.PasswordSecret, "%s: password from a Secret", role.Name)
+				}
 			}
-			dbs := map[string]string{}
+			type placed struct{ cluster, owner string }
+			dbs := map[string]placed{}
 			for _, o := range r.ofKind("Database") {
 				d := o.Typed.(*PGDatabase)
-				dbs[d.Spec.Name] = d.Spec.Owner
+				dbs[d.Spec.Name] = placed{d.Spec.ClusterRef.Name, d.Spec.Owner}
 			}
 			for _, svc := range services() {
 				u := strings.ReplaceAll(svc.Name, "-", "_")
-				if !svc.Database {
+				if svc.Postgres == "" {
 					require.NotContains(t, dbs, u)
 					continue
 				}
-				require.Contains(t, roles, u+"_migrate")
-				require.Contains(t, roles, u+"_app")
-				require.False(t, roles[u+"_app"].BypassRLS, "%s runtime role", svc.Name)
-				require.False(t, roles[u+"_migrate"].BypassRLS, "%s migration role", svc.Name)
-				require.Equal(t, u+"_migrate", dbs[u], "%s's database is owned by its migration role", svc.Name)
+				on := roles[svc.Postgres]
+				require.Contains(t, on, u+"_migrate", svc.Name)
+				require.Contains(t, on, u+"_app", svc.Name)
+				require.False(t, on[u+"_app"].BypassRLS, "%s runtime role", svc.Name)
+				require.False(t, on[u+"_migrate"].BypassRLS, "%s migration role", svc.Name)
+				require.Equal(t, placed{svc.Postgres, u + "_migrate"}, dbs[u], "%s's database is on %s, owned by its migration role", svc.Name, svc.Postgres)
 			}
 
 			// Restore: a new cluster from this region's archive, archiving under its own name.

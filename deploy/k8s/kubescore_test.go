@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,6 +120,18 @@ func scoredKinds(r rendering) int {
 	return n
 }
 
+// postgresPodLabels are the forge.internal/postgres values the Clusters of a rendering give
+// their pods (one per cluster: forge-pg and secrets-vault-pg are told apart).
+func postgresPodLabels(r rendering) []string {
+	var out []string
+	for _, o := range r.ofKind("Cluster") {
+		if m := o.Typed.(*PGCluster).Spec.InheritedMetadata; m != nil && m.Labels["forge.internal/postgres"] != "" {
+			out = append(out, m.Labels["forge.internal/postgres"])
+		}
+	}
+	return out
+}
+
 // checkKubeScoreWaivers: kube-score's per-object waiver is allowed in two places only, both for
 // policies whose pods kube-score cannot see in the same rendering: the namespaces' default deny
 // (it selects the pods of entries applied later) and the policies of the operator-created
@@ -136,7 +149,7 @@ func checkKubeScoreWaivers(t *testing.T, s *suite) {
 			require.True(t, isNP, "%s: %s", e, o.key())
 			sel := np.Spec.PodSelector
 			defaultDeny := len(sel.MatchLabels)+len(sel.MatchExpressions) == 0 && len(np.Spec.Ingress)+len(np.Spec.Egress) == 0
-			operatorPods := len(sel.MatchExpressions) == 0 && len(sel.MatchLabels) == 1 && sel.MatchLabels["forge.internal/postgres"] == "true"
+			operatorPods := len(sel.MatchExpressions) == 0 && len(sel.MatchLabels) == 1 && slices.Contains(postgresPodLabels(s.get(t, e)), sel.MatchLabels["forge.internal/postgres"])
 			require.True(t, defaultDeny || operatorPods, "%s: %s: waiver only on a default deny or the operator-created Postgres pods", e, o.key())
 		}
 	}

@@ -306,14 +306,16 @@ func edges(r rendering, exts []external) []string {
 //     and secrets-vault; sandbox-origin to apps and secrets-vault; data-lifecycle to the
 //     services it drives (tenant, apps, secrets-vault; sandbox-origin learns of deletions
 //     through NATS). The external billing and builder callers are admitted by nothing;
-//   - every service that owns data to Postgres (server, migration Job, backup CronJob, restore
-//     Job); every service, the gateway included, to NATS; NATS to itself (routes); Postgres to
-//     itself and from its operator;
+//   - every service that owns data (server and migration Job) to the Postgres cluster holding
+//     its database: secrets-vault to secrets-vault-pg, the others to forge-pg; data-lifecycle's
+//     backup to forge-pg, its vault backup to secrets-vault-pg, its restore to both; every
+//     service, the gateway included, to NATS; NATS to itself (routes); each Postgres cluster to
+//     itself (never to the other) and from the operator;
 //   - outside: anyone to the two HTTP edges; the sandbox proxy to public addresses on any
 //     port; the gateway to public HTTPS (OIDC keys, the other region's edge); apps,
-//     secrets-vault, data-lifecycle, its backup and restore and Postgres to the region's object
-//     storage endpoints; Postgres to the Kubernetes API. Never a private, link-local, loopback or
-//     shared address otherwise.
+//     secrets-vault, data-lifecycle, its backups and restore and forge-pg (WAL archive) to the
+//     region's object storage endpoints, never secrets-vault-pg; both Postgres clusters to the
+//     Kubernetes API. Never a private, link-local, loopback or shared address otherwise.
 func expectedEdges(r rendering, exts []external) []string {
 	set := map[string]bool{}
 	add := func(format string, a ...any) { set[fmt.Sprintf(format, a...)] = true }
@@ -341,20 +343,25 @@ func expectedEdges(r rendering, exts []external) []string {
 			}
 		}
 		add("%s -> nats:4222/TCP", dst.Name) // every service uses JetStream; the gateway its revocation feed
-		if !dst.Database {
+		if dst.Postgres == "" {
 			continue
 		}
 		for _, src := range []string{dst.Name, dst.Name + "-migrate"} {
-			add("%s -> forge-pg:5432/TCP", src)
+			add("%s -> %s:5432/TCP", src, dst.Postgres)
 		}
 	}
-	add("data-lifecycle-backup -> forge-pg:5432/TCP")
-	add("data-lifecycle-restore -> forge-pg:5432/TCP")
-	add("nats -> nats:6222/TCP")
-	for _, src := range []string{"forge-pg", "cnpg-operator"} {
-		add("%s -> forge-pg:5432/TCP", src)
-		add("%s -> forge-pg:8000/TCP", src)
+	add("data-lifecycle-backup -> %s:5432/TCP", mainPostgres)
+	add("data-lifecycle-vault-backup -> %s:5432/TCP", vaultPostgres)
+	for _, pg := range []string{mainPostgres, vaultPostgres} {
+		add("data-lifecycle-restore -> %s:5432/TCP", pg)
+		for _, src := range []string{pg, "cnpg-operator"} {
+			add("%s -> %s:5432/TCP", src, pg)
+			add("%s -> %s:8000/TCP", src, pg)
+		}
+		add("%s -> kube-apiserver:443/TCP", pg)
+		add("%s -> kube-apiserver:6443/TCP", pg)
 	}
+	add("nats -> nats:6222/TCP")
 	for _, x := range exts {
 		if strings.HasPrefix(x.Name, "public-") {
 			for _, p := range probePorts {
@@ -363,11 +370,10 @@ func expectedEdges(r rendering, exts []external) []string {
 			add("gateway -> %s:443/TCP", x.Name)
 		}
 	}
-	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "data-lifecycle-restore", "forge-pg"} {
+	// Object storage: never secrets-vault-pg, which has no backup to ship.
+	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "data-lifecycle-vault-backup", "data-lifecycle-restore", mainPostgres} {
 		add("%s -> cloud-endpoint:443/TCP", w)
 	}
-	add("forge-pg -> kube-apiserver:443/TCP")
-	add("forge-pg -> kube-apiserver:6443/TCP")
 	out := make([]string, 0, len(set))
 	for k := range set {
 		out = append(out, k)
@@ -461,7 +467,7 @@ func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 	whole := s.get(tb, "regions/"+region)
 	r := rendering{Entry: whole.Entry + " (with migrations)", Objects: slices.Clone(whole.Objects)}
 	for _, svc := range services() {
-		if svc.Database {
+		if svc.Postgres != "" {
 			r.Objects = append(r.Objects, s.get(tb, "regions/"+region+"/"+svc.Name+"/migrate").ofKind("Job")...)
 			r.Objects = append(r.Objects, s.get(tb, "regions/"+region+"/"+svc.Name+"/migrate").ofKind("NetworkPolicy")...)
 		}

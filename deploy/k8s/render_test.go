@@ -247,6 +247,8 @@ func TestManifests(t *testing.T) {
 		{"the edge evaluator sees a widened policy", checkEdgeEvaluatorCatchesAWideningPolicy},
 		{"dependencies", checkDependencies},
 		{"migrations and backups", checkJobs},
+		{"no backup captures the vault's database", checkVaultBackups},
+		{"the vault backup check bites", checkVaultBackupCheckBites},
 		{"no placeholder survives an overlay", checkNoPlaceholders},
 		{"README commands", checkReadme},
 		{"README names every Secret", checkReadmeSecrets},

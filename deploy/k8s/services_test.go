@@ -19,26 +19,34 @@ type service struct {
 	GRPCPort   int32
 	HealthPort int32
 	HTTPPort   int32 // 0: no HTTP listener
-	// Database: the service owns a database (and so a migration Job, a runtime and a
-	// migration role). The gateway owns no data.
-	Database bool
+	// Postgres is the CloudNativePG Cluster holding the service's database ("" when it owns
+	// none, as the gateway); a service with a database has a migration Job, a runtime and a
+	// migration role. secrets-vault has a cluster of its own, which is never physically backed
+	// up (vaultbackup_test.go).
+	Postgres string
 	// Callers are the in-cluster workloads whose gRPC calls the service accepts (its workload
 	// table, internal/grpcapi); External are the table's callers from outside the cluster.
 	Callers, External []string
 }
 
+// The region's two Postgres clusters: forge-pg (physical backups) and secrets-vault's own.
+const (
+	mainPostgres  = "forge-pg"
+	vaultPostgres = "secrets-vault-pg"
+)
+
 // services is the base list: one kustomize base per entry, no more, no fewer.
 func services() []service {
 	return []service{
 		{Name: "gateway", GRPCPort: 9100, HealthPort: 9200, HTTPPort: 8080},
-		{Name: "tenant", GRPCPort: 9101, HealthPort: 9201, Database: true, Callers: []string{"gateway", "apps", "data-lifecycle"},
+		{Name: "tenant", GRPCPort: 9101, HealthPort: 9201, Postgres: mainPostgres, Callers: []string{"gateway", "apps", "data-lifecycle"},
 			External: []string{"billing", "builder"}},
-		{Name: "apps", GRPCPort: 9102, HealthPort: 9202, Database: true, Callers: []string{"gateway", "sandbox-origin", "data-lifecycle"},
+		{Name: "apps", GRPCPort: 9102, HealthPort: 9202, Postgres: mainPostgres, Callers: []string{"gateway", "sandbox-origin", "data-lifecycle"},
 			External: []string{"builder"}},
-		{Name: "secrets-vault", GRPCPort: 9103, HealthPort: 9203, Database: true,
+		{Name: "secrets-vault", GRPCPort: 9103, HealthPort: 9203, Postgres: vaultPostgres,
 			Callers: []string{"gateway", "apps", "sandbox-origin", "data-lifecycle"}},
-		{Name: "sandbox-origin", GRPCPort: 9104, HealthPort: 9204, HTTPPort: 8090, Database: true, Callers: []string{"gateway"}},
-		{Name: "data-lifecycle", GRPCPort: 9105, HealthPort: 9205, Database: true, Callers: []string{"gateway"}},
+		{Name: "sandbox-origin", GRPCPort: 9104, HealthPort: 9204, HTTPPort: 8090, Postgres: mainPostgres, Callers: []string{"gateway"}},
+		{Name: "data-lifecycle", GRPCPort: 9105, HealthPort: 9205, Postgres: mainPostgres, Callers: []string{"gateway"}},
 	}
 }
 
@@ -136,7 +144,7 @@ func checkServiceSet(t *testing.T, s *suite) {
 				entry := "regions/" + region + "/" + svc.Name
 				require.Equal(t, []string{svc.Name}, deploymentsIn(s.get(t, entry)), "%s renders its service alone", entry)
 				migrate := entry + "/migrate"
-				if svc.Database {
+				if svc.Postgres != "" {
 					r := s.get(t, migrate)
 					require.Len(t, r.ofKind("Job"), 1, migrate)
 					require.Empty(t, r.ofKind("Deployment"), migrate)
