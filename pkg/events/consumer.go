@@ -104,6 +104,8 @@ type ConsumerConfig struct {
 	// Handler applies each event. Required.
 	Handler Handler
 	// DeadLetter receives what will not be handled. Required: nothing is dropped silently.
+	// Services pass RecordDeadLetter (bound to their database), which keeps it in their
+	// event_dead_letters table.
 	DeadLetter DeadLetterFunc
 
 	Logger     *slog.Logger                  // nil discards

@@ -15,7 +15,8 @@
 //     event ID in the inbox table inside the handler's own transaction, so a redelivery after
 //     the duplicate window still has its effect once.
 //   - A message that exhausts its deliveries is not dropped: JetStream's max-deliveries
-//     advisory is captured by a stream, and Consume hands the message to a DeadLetter callback.
+//     advisory is captured by a stream, and Consume hands the message to a DeadLetter callback,
+//     which usually keeps it in the event_dead_letters table (RecordDeadLetter).
 //
 // Streams use Interest retention, because several services consume the same subjects: a
 // message stays until every durable consumer whose filter matches it has acked it. The

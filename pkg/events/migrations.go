@@ -11,8 +11,8 @@ var migrationFiles embed.FS
 // MigrationSourceName is the name to register Migrations under in database.Migrate.
 const MigrationSourceName = "events"
 
-// Migrations is the goose SQL migration set of the outbox and inbox tables and the relay's
-// functions, to be applied after the platform source and before the service's own (it calls
+// Migrations is the goose SQL migration set of the outbox, inbox and event_dead_letters
+// tables and their functions, to be applied after the platform source and before the service's own (it calls
 // the platform's forge_tenant_table). The files sit at the root of the returned FS.
 func Migrations() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
@@ -23,16 +23,18 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Names of the relay's SECURITY DEFINER functions. A service lists them in its posture
-// allowlist: they are the reviewed narrow paths by which the runtime role reads and deletes
-// outbox rows across tenants.
+// Names of the SECURITY DEFINER functions of the events source. A service lists them in its
+// posture allowlist: they are the reviewed narrow paths by which the runtime role reads and
+// deletes outbox rows across tenants (the relay), and keeps a dead letter that names no owner
+// (RecordDeadLetter), under the nil UUID no tenant transaction can see.
 const (
-	FuncOutboxClaim  = "outbox_claim"
-	FuncOutboxDelete = "outbox_delete"
+	FuncOutboxClaim       = "outbox_claim"
+	FuncOutboxDelete      = "outbox_delete"
+	FuncDeadLetterUnowned = "dead_letter_unowned"
 )
 
-// SecurityDefinerFunctions lists FuncOutboxClaim and FuncOutboxDelete, for posture
-// allowlists.
+// SecurityDefinerFunctions lists FuncOutboxClaim, FuncOutboxDelete and
+// FuncDeadLetterUnowned, for posture allowlists.
 func SecurityDefinerFunctions() []string {
-	return []string{FuncOutboxClaim, FuncOutboxDelete}
+	return []string{FuncOutboxClaim, FuncOutboxDelete, FuncDeadLetterUnowned}
 }

@@ -77,10 +77,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return nil, err
 		}
-		purge := appsevents.NewPurgeConsumer(svc, store, rt.Logger)
+		purge := appsevents.NewPurgeConsumer(svc, rt.Logger)
 		rt.Go("purge consumer", func(ctx context.Context) error {
 			cc := purge.Config()
 			cc.Meter, cc.Tracer, cc.Propagator = rt.Telemetry.Meter, rt.Telemetry.Tracer, rt.Telemetry.Propagator
+			cc.DeadLetter = func(ctx context.Context, dl events.DeadLetter) error { return events.RecordDeadLetter(ctx, rt.DB, dl) }
 			return events.Consume(ctx, rt.JetStream, cc)
 		})
 		rt.Go("blob store", func(ctx context.Context) error {

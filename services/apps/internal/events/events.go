@@ -5,7 +5,6 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -13,7 +12,6 @@ import (
 
 	forgeevents "github.com/forgeapps/backbone/pkg/events"
 	eventsv1 "github.com/forgeapps/backbone/pkg/gen/forge/events/v1"
-	"github.com/forgeapps/backbone/pkg/owner"
 
 	"github.com/forgeapps/backbone/services/apps/internal/apps"
 )
@@ -21,35 +19,30 @@ import (
 // Durable is the consumer's durable name, as listed in events.DurableConsumers.
 const Durable = "apps"
 
-// DeadLetters keeps what the consumer gave up on.
-type DeadLetters interface {
-	RecordDeadLetter(ctx context.Context, id owner.ID, dl forgeevents.DeadLetter) error
-}
-
 // PurgeConsumer applies lifecycle.purge.requested.
 type PurgeConsumer struct {
 	svc    *apps.Service
-	dead   DeadLetters
 	logger *slog.Logger
 }
 
 // NewPurgeConsumer returns the consumer.
-func NewPurgeConsumer(svc *apps.Service, dead DeadLetters, logger *slog.Logger) *PurgeConsumer {
+func NewPurgeConsumer(svc *apps.Service, logger *slog.Logger) *PurgeConsumer {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &PurgeConsumer{svc: svc, dead: dead, logger: logger}
+	return &PurgeConsumer{svc: svc, logger: logger}
 }
 
-// Config is the consumer configuration to pass to events.Consume.
+// Config is the consumer configuration to pass to events.Consume. It leaves DeadLetter to
+// the caller, which keeps what the consumer gives up on with events.RecordDeadLetter: under
+// its owner, in event_dead_letters, which the purge deletes with the rest.
 func (c *PurgeConsumer) Config() forgeevents.ConsumerConfig {
 	return forgeevents.ConsumerConfig{
-		Stream:     forgeevents.StreamLifecycle,
-		Durable:    Durable,
-		Subjects:   []string{forgeevents.SubjectPurgeRequested},
-		Handler:    c.Handle,
-		DeadLetter: c.deadLetter,
-		Logger:     c.logger,
+		Stream:   forgeevents.StreamLifecycle,
+		Durable:  Durable,
+		Subjects: []string{forgeevents.SubjectPurgeRequested},
+		Handler:  c.Handle,
+		Logger:   c.logger,
 	}
 }
 
@@ -72,19 +65,5 @@ func (c *PurgeConsumer) Handle(ctx context.Context, d forgeevents.Delivery) erro
 	}
 	c.logger.InfoContext(ctx, "owner purged", slog.String("owner_id", d.Owner.ID.String()),
 		slog.String("deletion_id", deletionID.String()))
-	return nil
-}
-
-// deadLetter keeps what the consumer gave up on under its owner. A message naming no
-// parsable owner cannot be filed under one: the consumer's log line and the
-// forge.events.dead_letters metric are its record, and the message stays in the stream.
-func (c *PurgeConsumer) deadLetter(ctx context.Context, dl forgeevents.DeadLetter) error {
-	id, err := owner.Parse(dl.OwnerID)
-	if err != nil {
-		return nil
-	}
-	if err := c.dead.RecordDeadLetter(ctx, id, dl); err != nil {
-		return errors.Join(errors.New("purge consumer: store dead letter"), err)
-	}
 	return nil
 }

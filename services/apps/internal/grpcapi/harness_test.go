@@ -122,8 +122,6 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func postgresStore(e *env) *postgres.Store { return e.store }
-
 // person is a tenant signed in at the tenant service (as the edge would).
 type person struct {
 	name  string

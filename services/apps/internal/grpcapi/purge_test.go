@@ -37,8 +37,9 @@ func testPurgeEvent(t *testing.T, e *env) {
 	js := e.st.NATS.JetStream(t)
 	relay, err := events.NewRelay(events.RelayConfig{DB: e.pg.DB, JS: js, ListenURL: e.pg.RuntimeURL, PollInterval: 50 * time.Millisecond})
 	require.NoError(t, err)
-	consumer := appsevents.NewPurgeConsumer(e.svc, postgresStore(e), nil)
+	consumer := appsevents.NewPurgeConsumer(e.svc, nil)
 	cfg := consumer.Config()
+	cfg.DeadLetter = func(ctx context.Context, dl events.DeadLetter) error { return events.RecordDeadLetter(ctx, e.pg.DB, dl) }
 	require.True(t, events.IsListed(cfg), "the durable consumer is on the suite's list")
 	done := make(chan error, 2)
 	go func() { done <- relay.Run(ctx) }()

@@ -172,8 +172,3 @@ const (
 	sqlPromptReadsLeft = `select exists(select 1 from prompt_reads where owner_id = $1)`
 	sqlPurgeOwnerState = `delete from owner_state where owner_id = $1`
 )
-
-const sqlInsertDeadLetter = `
-	insert into event_dead_letters (owner_id, stream, consumer, stream_seq, reason, detail, subject, event_type, event_id, deliveries)
-	values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-	on conflict (owner_id, stream, consumer, stream_seq) do nothing`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -216,23 +215,6 @@ func (s *Store) PurgePromptReads(ctx context.Context, o owner.ID, limit int) (in
 		return 0, fmt.Errorf("purge prompt reads: %w", err)
 	}
 	return n, nil
-}
-
-// RecordDeadLetter keeps an event a consumer gave up on, under its owner, where an operator
-// finds it (and where the owner's purge removes it).
-func (s *Store) RecordDeadLetter(ctx context.Context, id owner.ID, dl events.DeadLetter) error {
-	detail := dl.Detail
-	if len(detail) > 2000 {
-		detail = strings.ToValidUTF8(detail[:2000], "")
-	}
-	return s.db.Tx(ctx, id, func(ctx context.Context, tx database.Tx) error {
-		_, err := tx.Exec(ctx, sqlInsertDeadLetter, id, dl.Stream, dl.Consumer, int64(dl.StreamSeq), dl.Reason,
-			detail, dl.Subject, dl.EventType, dl.EventID, int64(dl.Deliveries))
-		if err != nil {
-			return fmt.Errorf("record dead letter: %w", err)
-		}
-		return nil
-	})
 }
 
 // storeTx implements apps.StoreTx in one owner transaction.

@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/forgeapps/backbone/pkg/database"
 	"github.com/forgeapps/backbone/pkg/events"
 	eventsv1 "github.com/forgeapps/backbone/pkg/gen/forge/events/v1"
 	"github.com/forgeapps/backbone/pkg/owner"
 
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/lifecycle"
-	"github.com/forgeapps/backbone/services/data-lifecycle/internal/postgres"
 	"github.com/forgeapps/backbone/services/data-lifecycle/internal/workflow"
 )
 
@@ -30,8 +30,8 @@ const (
 	DurablePurgeCompleted = "data-lifecycle-purge-completed"
 )
 
-// Consumers builds the three consumer configurations.
-func Consumers(w *workflow.Workflows, log *slog.Logger) []events.ConsumerConfig {
+// Consumers builds the three consumer configurations; their dead letters are kept in db.
+func Consumers(w *workflow.Workflows, db *database.DB, log *slog.Logger) []events.ConsumerConfig {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -39,17 +39,11 @@ func Consumers(w *workflow.Workflows, log *slog.Logger) []events.ConsumerConfig 
 		// Nothing is forgotten: the dead letter is kept (event_dead_letters) and logged; an
 		// export whose deliveries ran out is marked failed (the owner sees it and asks again);
 		// a purge is fanned out again by the scheduler until every store reports.
-		o, err := owner.Parse(dl.OwnerID)
-		if err != nil {
-			return nil // no readable owner: the row cannot be owner-scoped; pkg/events logged it
-		}
-		if err := w.Store().RecordDeadLetter(ctx, o, postgres.DeadLetter{
-			Stream: dl.Stream, Consumer: dl.Consumer, Reason: dl.Reason, Detail: dl.Detail, Subject: dl.Subject,
-			EventType: dl.EventType, EventID: dl.EventID, StreamSeq: dl.StreamSeq, Deliveries: dl.Deliveries,
-		}); err != nil {
+		if err := events.RecordDeadLetter(ctx, db, dl); err != nil {
 			return err
 		}
-		if dl.Consumer != DurableExport || dl.Reason != events.ReasonMaxDeliveries {
+		o, err := owner.Parse(dl.OwnerID)
+		if err != nil || dl.Consumer != DurableExport || dl.Reason != events.ReasonMaxDeliveries {
 			return nil
 		}
 		ev := &eventsv1.ExportRequested{}

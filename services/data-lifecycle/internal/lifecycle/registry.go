@@ -32,8 +32,10 @@ const (
 	StoreLifecycleArchives = "data-lifecycle.archives"
 )
 
-// eventTables are the tables pkg/events adds to every schema that emits or consumes events.
-var eventTables = []string{"outbox", "inbox"}
+// eventTables are the tables pkg/events adds to every schema that emits or consumes events:
+// each service's purge deletes the owner's inbox and dead letters (events.PurgeInbox,
+// events.PurgeDeadLetters) and its outbox rows leave with the relay.
+var eventTables = []string{"outbox", "inbox", "event_dead_letters"}
 
 // Registry is the single list of stores every purge waits for. Store names are what each
 // service reports in PurgeStoreCompleted.store.
@@ -42,14 +44,14 @@ func Registry() []Store {
 		{
 			Name: "tenant", Service: "tenant", Schema: "tenant",
 			Tables: append([]string{"accounts", "identities", "sessions", "credit_balances", "credit_entries",
-				"region_directory", "event_dead_letters"}, eventTables...),
+				"region_directory"}, eventTables...),
 		},
 		{
 			// apps purges its rows and its objects (app files, references) and reports both
 			// counts in one report.
 			Name: "apps", Service: "apps", Schema: "apps", Objects: true,
 			Tables: append([]string{"owner_state", "apps", "prompts", "prompt_reads", "app_references", "versions",
-				"version_files", "share_links", "collaborators", "listings", "listing_files", "event_dead_letters"}, eventTables...),
+				"version_files", "share_links", "collaborators", "listings", "listing_files"}, eventTables...),
 		},
 		{
 			Name: "secrets-vault", Service: "secrets-vault", Schema: "vault",
@@ -64,7 +66,7 @@ func Registry() []Store {
 		},
 		{
 			Name: StoreLifecycle, Service: "data-lifecycle", Schema: "lifecycle",
-			Tables: append([]string{"exports", "export_links", "deletions", "purge_stores", "event_dead_letters"}, eventTables...),
+			Tables: append([]string{"exports", "export_links", "deletions", "purge_stores"}, eventTables...),
 			Retained: map[string]string{
 				"deletions":    "the deletion record: owner ID, times, state, receipt hash and the signed certificate; the owner ID is kept to re-run the purge after a backup restore (the deletion ledger)",
 				"purge_stores": "what each store reported (counts, key versions destroyed): the certificate's evidence",

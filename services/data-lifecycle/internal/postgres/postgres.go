@@ -330,29 +330,9 @@ func (s *Store) PurgeOwnBatch(ctx context.Context, o owner.ID, limit int) (int64
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM event_dead_letters WHERE owner_id = $1`, o)
-		n = links + exports + inbox + tag.RowsAffected()
+		dead, err := events.PurgeDeadLetters(ctx, tx, o)
+		n = links + exports + inbox + dead
 		return err
 	})
 	return n, err
-}
-
-// DeadLetter is an event a consumer gave up on.
-type DeadLetter struct {
-	Stream, Consumer, Reason, Detail, Subject, EventType, EventID string
-	StreamSeq, Deliveries                                         uint64
-}
-
-// RecordDeadLetter keeps a dead letter of the owner (recorded once per message).
-func (s *Store) RecordDeadLetter(ctx context.Context, o owner.ID, dl DeadLetter) error {
-	if len(dl.Detail) > 2000 {
-		dl.Detail = dl.Detail[:2000]
-	}
-	return s.db.Tx(ctx, o, func(ctx context.Context, tx database.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO event_dead_letters (owner_id, stream, consumer, stream_seq, reason, detail,
-				subject, event_type, event_id, deliveries)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-			o, dl.Stream, dl.Consumer, int64(dl.StreamSeq), dl.Reason, dl.Detail, dl.Subject, dl.EventType, dl.EventID, int64(dl.Deliveries))
-		return err
-	})
 }

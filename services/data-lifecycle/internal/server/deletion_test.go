@@ -21,7 +21,7 @@ import (
 )
 
 func TestConsumersAreListed(t *testing.T) {
-	for _, c := range lcevents.Consumers(nil, nil) {
+	for _, c := range lcevents.Consumers(nil, nil, nil) {
 		require.True(t, events.IsListed(c), "%s must be in events.DurableConsumers()", c.Durable)
 	}
 }

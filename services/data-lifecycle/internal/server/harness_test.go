@@ -113,7 +113,7 @@ func newHarnessOpts(t testing.TB, opts harnessOpts) *harness {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = relay.Run(ctx) }()
 	if !opts.noConsumers {
-		cons := lcevents.Consumers(h.w, nil)
+		cons := lcevents.Consumers(h.w, h.pg.DB, nil)
 		for i := range cons {
 			cons[i].BackOff = []time.Duration{200 * time.Millisecond}
 		}

@@ -97,7 +97,7 @@ func Setup(cfg config.Config, clock lifecycle.Clock) service.Setup {
 		if err != nil {
 			return nil, err
 		}
-		consumers := lcevents.Consumers(w, rt.Logger)
+		consumers := lcevents.Consumers(w, rt.DB, rt.Logger)
 		rt.Go("consumers", func(ctx context.Context) error { return lcevents.Run(ctx, rt.JetStream, consumers) })
 		rt.Go("scheduler", func(ctx context.Context) error { return w.RunScheduler(ctx, cfg.Tick) })
 		rt.Go("buckets", func(ctx context.Context) error {

@@ -109,11 +109,15 @@ func (d *Durable) purge(ctx context.Context, dl pkgevents.Delivery) error {
 		if err != nil {
 			return err
 		}
+		dead, err := pkgevents.PurgeDeadLetters(ctx, tx, dl.Owner.ID)
+		if err != nil {
+			return err
+		}
 		_, err = d.Outbox.Enqueue(ctx, tx, &eventsv1.PurgeStoreCompleted{
 			Meta:        &eventsv1.EventMeta{OwnerId: dl.Owner.ID.String()},
 			DeletionId:  ev.GetDeletionId(),
 			Store:       PurgeStore,
-			RowsDeleted: n + m,
+			RowsDeleted: n + m + dead,
 		})
 		if err != nil {
 			return fmt.Errorf("purge: report: %w", err)
@@ -127,9 +131,8 @@ func (d *Durable) purge(ctx context.Context, dl pkgevents.Delivery) error {
 	return nil
 }
 
+// deadLetter keeps what a consumer gave up on in event_dead_letters (pkg/events has logged
+// and counted it); the purge deletes the owner's with the rest.
 func (d *Durable) deadLetter(ctx context.Context, dl pkgevents.DeadLetter) error {
-	d.Logger.ErrorContext(ctx, "event dead-lettered", "reason", dl.Reason, "detail", dl.Detail, "stream", dl.Stream,
-		"consumer", dl.Consumer, "stream_seq", dl.StreamSeq, "event_type", dl.EventType, "event_id", dl.EventID,
-		"owner_id", dl.OwnerID)
-	return nil
+	return pkgevents.RecordDeadLetter(ctx, d.DB, dl)
 }

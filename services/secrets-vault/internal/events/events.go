@@ -97,6 +97,11 @@ func (c *Consumers) handlePurge(ctx context.Context, d forgeevents.Delivery) err
 		if err != nil {
 			return fmt.Errorf("purge consumer: %w", err)
 		}
+		dead, err := forgeevents.PurgeDeadLetters(ctx, tx, d.Owner.ID)
+		if err != nil {
+			return fmt.Errorf("purge consumer: %w", err)
+		}
+		n += dead
 		_, err = c.Outbox.Enqueue(ctx, tx, &eventsv1.PurgeStoreCompleted{
 			Meta:                 &eventsv1.EventMeta{OwnerId: d.Owner.ID.String()},
 			DeletionId:           ev.GetDeletionId(),
@@ -127,15 +132,11 @@ func (c *Consumers) handleAppDeleted(ctx context.Context, d forgeevents.Delivery
 	return err
 }
 
-// deadLetter makes an event that will not be handled loud: for a purge it means a tenant's
-// keys may still exist, which data-lifecycle sees as a store that never reported (and retries
-// through ShredTenant).
+// deadLetter keeps an event that will not be handled in event_dead_letters (pkg/events has
+// logged and counted it): for a purge it means a tenant's keys may still exist, which
+// data-lifecycle sees as a store that never reported (and retries through ShredTenant).
 func (c *Consumers) deadLetter(ctx context.Context, dl forgeevents.DeadLetter) error {
-	c.logger().ErrorContext(ctx, "vault event dead-lettered",
-		slog.String("reason", dl.Reason), slog.String("subject", dl.Subject),
-		slog.String("event_id", dl.EventID), slog.String("owner_id", dl.OwnerID),
-		slog.Uint64("deliveries", dl.Deliveries))
-	return nil
+	return forgeevents.RecordDeadLetter(ctx, c.DB, dl)
 }
 
 func (c *Consumers) logger() *slog.Logger {

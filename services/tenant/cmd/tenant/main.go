@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		rt.Go("purge consumer", func(ctx context.Context) error {
 			cc := purge.Config()
 			cc.Meter, cc.Tracer, cc.Propagator = rt.Telemetry.Meter, rt.Telemetry.Tracer, rt.Telemetry.Propagator
+			cc.DeadLetter = func(ctx context.Context, dl events.DeadLetter) error { return events.RecordDeadLetter(ctx, rt.DB, dl) }
 			return events.Consume(ctx, rt.JetStream, cc)
 		})
 		return grpcapi.New(store).Register, nil

@@ -6,13 +6,11 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
 	forgeevents "github.com/forgeapps/backbone/pkg/events"
 	eventsv1 "github.com/forgeapps/backbone/pkg/gen/forge/events/v1"
-	"github.com/forgeapps/backbone/pkg/owner"
 
 	"github.com/forgeapps/backbone/services/tenant/internal/postgres"
 )
@@ -38,15 +36,16 @@ func NewPurgeConsumer(store *postgres.Store, batchSize int, logger *slog.Logger)
 	return &PurgeConsumer{store: store, batchSize: batchSize, logger: logger}
 }
 
-// Config is the consumer configuration to pass to events.Consume.
+// Config is the consumer configuration to pass to events.Consume. It leaves DeadLetter to
+// the caller, which keeps what the consumer gives up on with events.RecordDeadLetter: under
+// its tenant, in event_dead_letters, which the purge deletes with the rest.
 func (c *PurgeConsumer) Config() forgeevents.ConsumerConfig {
 	return forgeevents.ConsumerConfig{
-		Stream:     forgeevents.StreamLifecycle,
-		Durable:    Durable,
-		Subjects:   []string{forgeevents.SubjectPurgeRequested},
-		Handler:    c.Handle,
-		DeadLetter: c.deadLetter,
-		Logger:     c.logger,
+		Stream:   forgeevents.StreamLifecycle,
+		Durable:  Durable,
+		Subjects: []string{forgeevents.SubjectPurgeRequested},
+		Handler:  c.Handle,
+		Logger:   c.logger,
 	}
 }
 
@@ -80,19 +79,4 @@ func (c *PurgeConsumer) Handle(ctx context.Context, d forgeevents.Delivery) erro
 			return nil
 		}
 	}
-}
-
-// deadLetter keeps what the consumer gave up on under its tenant (the consumer has logged
-// and counted it already). A message naming no parsable owner cannot be filed under one:
-// the log line and the forge.events.dead_letters metric are its record, and the message
-// stays in the stream for inspection.
-func (c *PurgeConsumer) deadLetter(ctx context.Context, dl forgeevents.DeadLetter) error {
-	id, err := owner.Parse(dl.OwnerID)
-	if err != nil {
-		return nil
-	}
-	if err := c.store.RecordDeadLetter(ctx, id, dl); err != nil {
-		return errors.Join(errors.New("purge consumer: store dead letter"), err)
-	}
-	return nil
 }

@@ -49,6 +49,9 @@ func start(t *testing.T) *harness {
 	relay, err := forgeevents.NewRelay(forgeevents.RelayConfig{DB: env.PG.DB, ListenURL: env.PG.RuntimeURL, JS: js})
 	require.NoError(t, err)
 	cfg := tenantevents.NewPurgeConsumer(env.Store, 3, nil).Config()
+	cfg.DeadLetter = func(ctx context.Context, dl forgeevents.DeadLetter) error {
+		return forgeevents.RecordDeadLetter(ctx, env.PG.DB, dl)
+	}
 	cfg.MaxDeliver = 2
 	cfg.BackOff = []time.Duration{200 * time.Millisecond}
 	stopped := make(chan struct{}, 2)

@@ -261,16 +261,3 @@ func (s *Store) PurgeBatch(ctx context.Context, id owner.ID, limit int, complete
 	})
 	return res, err
 }
-
-// RecordDeadLetter keeps an event a consumer gave up on, under its tenant, where an operator
-// finds it (and where the tenant's purge removes it).
-func (s *Store) RecordDeadLetter(ctx context.Context, id owner.ID, dl events.DeadLetter) error {
-	return s.db.Tx(ctx, id, func(ctx context.Context, tx database.Tx) error {
-		_, err := tx.Exec(ctx, sqlInsertDeadLetter, id, dl.Stream, dl.Consumer, int64(dl.StreamSeq), dl.Reason,
-			dl.Detail, dl.Subject, dl.EventType, dl.EventID, int64(dl.Deliveries))
-		if err != nil {
-			return fmt.Errorf("record dead letter: %w", err)
-		}
-		return nil
-	})
-}

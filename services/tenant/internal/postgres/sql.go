@@ -117,8 +117,3 @@ const (
 	sqlPurgeAccount   = `DELETE FROM accounts WHERE owner_id = $1`
 	sqlPurgeDirectory = `DELETE FROM region_directory WHERE owner_id = $1`
 )
-
-const sqlInsertDeadLetter = `INSERT INTO event_dead_letters
-	(owner_id, stream, consumer, stream_seq, reason, detail, subject, event_type, event_id, deliveries)
-	VALUES ($1, $2, $3, $4, $5, left($6, 2000), $7, $8, $9, $10)
-	ON CONFLICT DO NOTHING`

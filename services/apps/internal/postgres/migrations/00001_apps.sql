@@ -197,25 +197,6 @@ CREATE INDEX listing_files_listing_idx ON listing_files (listing_id);
 CALL forge_tenant_table('listing_files');
 CREATE POLICY listing_files_public_read ON listing_files FOR SELECT USING (true);
 
--- event_dead_letters: events this service's consumers gave up on (max deliveries), kept
--- where an operator sees them. Owner-scoped like everything else, so the owner's purge
--- removes them too.
-CREATE TABLE event_dead_letters (
-    owner_id    uuid        NOT NULL,
-    stream      text        NOT NULL,
-    consumer    text        NOT NULL,
-    stream_seq  bigint      NOT NULL,
-    reason      text        NOT NULL,
-    detail      text        NOT NULL DEFAULT '' CHECK (length(detail) <= 2000),
-    subject     text        NOT NULL DEFAULT '',
-    event_type  text        NOT NULL DEFAULT '',
-    event_id    text        NOT NULL DEFAULT '',
-    deliveries  bigint      NOT NULL DEFAULT 0,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (owner_id, stream, consumer, stream_seq)
-);
-CALL forge_tenant_table('event_dead_letters');
-
 -- The reviewed cross-tenant paths. Each runs as the migration role (the table owner, with
 -- BYPASSRLS), answers one narrow question, and says nothing for a disabled owner.
 
@@ -345,7 +326,6 @@ DROP FUNCTION app_owner(uuid);
 DROP FUNCTION share_link_owner(uuid, bytea);
 DROP FUNCTION shared_apps(uuid, timestamptz, uuid, integer);
 DROP FUNCTION collaborator_access(uuid, uuid);
-DROP TABLE event_dead_letters;
 DROP TABLE listing_files;
 DROP TABLE listings;
 DROP TABLE collaborators;

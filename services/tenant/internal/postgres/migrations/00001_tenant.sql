@@ -95,25 +95,6 @@ CREATE TABLE region_directory (
 );
 CALL forge_tenant_table('region_directory');
 
--- event_dead_letters: events this service's consumers gave up on (max deliveries), kept
--- where an operator sees them. Owner-scoped like everything else, so the tenant's purge
--- removes them too.
-CREATE TABLE event_dead_letters (
-    owner_id    uuid        NOT NULL,
-    stream      text        NOT NULL,
-    consumer    text        NOT NULL,
-    stream_seq  bigint      NOT NULL,
-    reason      text        NOT NULL,
-    detail      text        NOT NULL DEFAULT '' CHECK (length(detail) <= 2000),
-    subject     text        NOT NULL DEFAULT '',
-    event_type  text        NOT NULL DEFAULT '',
-    event_id    text        NOT NULL DEFAULT '',
-    deliveries  bigint      NOT NULL DEFAULT 0,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (owner_id, stream, consumer, stream_seq)
-);
-CALL forge_tenant_table('event_dead_letters');
-
 -- The reviewed narrow paths across tenants. Sign-in and authentication happen before any
 -- owner is known, and RLS rightly shows the runtime role nothing then. Each function runs as
 -- its owner (the migration role), takes exactly the key it needs and returns only the owner
@@ -182,7 +163,6 @@ REVOKE ALL ON FUNCTION account_resolve_email(text) FROM PUBLIC;
 DROP FUNCTION account_resolve_email(text);
 DROP FUNCTION session_authenticate(bytea, timestamptz);
 DROP FUNCTION identity_owner(text, text);
-DROP TABLE event_dead_letters;
 DROP TABLE region_directory;
 DROP TABLE credit_entries;
 DROP TABLE credit_balances;
