@@ -39,7 +39,9 @@ func testPurgeEvent(t *testing.T, e *env) {
 	require.NoError(t, err)
 	consumer := appsevents.NewPurgeConsumer(e.svc, nil)
 	cfg := consumer.Config()
-	cfg.DeadLetter = func(ctx context.Context, dl events.DeadLetter) error { return events.RecordDeadLetter(ctx, e.pg.DB, dl) }
+	cfg.DeadLetter = func(ctx context.Context, dl events.DeadLetter) error {
+		return events.RecordDeadLetter(ctx, e.pg.DB, dl)
+	}
 	require.True(t, events.IsListed(cfg), "the durable consumer is on the suite's list")
 	done := make(chan error, 2)
 	go func() { done <- relay.Run(ctx) }()
