@@ -86,7 +86,9 @@ deps: ## Start PostgreSQL and NATS when they are not already answering.
 	go run ./pkg/cmd/devstack ensure
 
 .PHONY: vet
-vet:
+vet: ## gofmt (generated code aside) and go vet over every module.
+	@unformatted="$$(gofmt -l pkg services deploy | grep -v '^pkg/gen/' || true)"; \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed (run gofmt -w):"; echo "$$unformatted"; exit 1; fi
 	go vet $(MODULE_PATTERNS)
 
 .PHONY: test
