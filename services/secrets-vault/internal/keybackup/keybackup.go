@@ -51,6 +51,16 @@ func Open(ctx context.Context, rawURL string) (*Bucket, error) {
 	return &Bucket{b: b}, nil
 }
 
+// OpenExisting opens the bucket at rawURL like Open, but never creates a development
+// directory: a restore pointed at a wrong path must fail, not read an empty bucket it made.
+func OpenExisting(ctx context.Context, rawURL string) (*Bucket, error) {
+	b, err := blob.OpenBucket(ctx, rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("keybackup: open: %w", err)
+	}
+	return &Bucket{b: b}, nil
+}
+
 // New wraps an open bucket.
 func New(b *blob.Bucket) *Bucket { return &Bucket{b: b} }
 
@@ -118,6 +128,30 @@ func (k *Bucket) Versions(ctx context.Context, o owner.ID) ([]uint32, error) {
 			return nil, fmt.Errorf("keybackup: list: unexpected object %q", obj.Key)
 		}
 		out = append(out, uint32(v))
+	}
+}
+
+// Owners lists every owner with at least one backed-up version, for restores (it implements
+// vault.KeyringBackups with Versions and Get). Anything under keyring/ that is not an owner's
+// folder (a stray object, a name that is not a canonical owner ID) is an error: the restore
+// stops before writing anything rather than guess what the bucket holds.
+func (k *Bucket) Owners(ctx context.Context) ([]owner.ID, error) {
+	var out []owner.ID
+	it := k.b.List(&blob.ListOptions{Prefix: prefix, Delimiter: "/"})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keybackup: list owners: %w", err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(obj.Key, prefix), "/")
+		id, err := owner.Parse(name)
+		if !obj.IsDir || err != nil || id.String() != name {
+			return nil, fmt.Errorf("keybackup: list owners: unexpected object %q", obj.Key)
+		}
+		out = append(out, id)
 	}
 }
 
