@@ -1,7 +1,8 @@
 // Command secrets-vault runs the vault: the region's tenant key hierarchy, app secrets, the
 // encryption API of the other services and crypto-shredding. `secrets-vault serve` (the
 // default) serves gRPC over mTLS; `secrets-vault migrate` applies the schema's migrations as
-// the migration role and exits.
+// the migration role and exits; `secrets-vault restore-keyring [-strict]` loads the tenant
+// keys from the keyring backups into a database restored from a dump, and exits.
 package main
 
 import (
@@ -36,6 +37,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "restore-keyring" {
+		return restoreKeyring(ctx, args[1:], getenv, stdout)
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Package config reads the vault's configuration from the environment, in one place, and
 // checks it at start: the settings every service shares (service.LoadBase) plus the vault's
-// own (where the root key is, where keyring backups go, how long unwrapped keys are cached).
+// own (where the root key is, where keyring backups go, how long unwrapped keys are cached),
+// and the few variables of the restore-keyring command.
 package config
 
 import (
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forgeapps/backbone/pkg/secret"
 	"github.com/forgeapps/backbone/pkg/service"
 	"github.com/forgeapps/backbone/pkg/workload"
 )
@@ -89,6 +91,54 @@ func (c Config) RequireServe() error {
 		return fmt.Errorf("secrets-vault configuration: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// RestoreKeyring is the configuration of `secrets-vault restore-keyring`, which loads the
+// wrapped tenant keys back from the keyring backups into a database restored from a dump. It
+// reads these three variables and nothing else: no address, certificate or NATS, since it
+// runs as a one-off Job while the vault is stopped.
+type RestoreKeyring struct {
+	// MigrationDatabaseURL is the migration role's URL (MIGRATION_DATABASE_URL, as `migrate`
+	// reads it): the tables' owner writes the keys.
+	MigrationDatabaseURL secret.Value
+	// KeyProvider is the root key provider (FORGE_KEY_PROVIDER): every key is unwrapped once
+	// to prove it usable before it is written.
+	KeyProvider string
+	// KeyringBackupURL is the keyring backup bucket (FORGE_KEYRING_BACKUP_URL) read back.
+	KeyringBackupURL string
+}
+
+// LoadRestoreKeyring reads the restore-keyring configuration through getenv; all three
+// variables are required.
+func LoadRestoreKeyring(getenv func(string) string) (RestoreKeyring, error) {
+	c := RestoreKeyring{
+		MigrationDatabaseURL: secret.New(strings.TrimSpace(getenv("MIGRATION_DATABASE_URL"))),
+		KeyProvider:          strings.TrimSpace(getenv("FORGE_KEY_PROVIDER")),
+		KeyringBackupURL:     strings.TrimSpace(getenv("FORGE_KEYRING_BACKUP_URL")),
+	}
+	var problems []string
+	if c.MigrationDatabaseURL.IsZero() {
+		problems = append(problems, "MIGRATION_DATABASE_URL is required (the migration role's URL)")
+	}
+	if c.KeyProvider == "" {
+		problems = append(problems, "FORGE_KEY_PROVIDER is required (file:///absolute/path in development)")
+	}
+	if u, err := url.Parse(c.KeyringBackupURL); err != nil || u.Scheme == "" {
+		problems = append(problems, "FORGE_KEYRING_BACKUP_URL is required: a bucket URL such as file:///absolute/dir")
+	}
+	if len(problems) > 0 {
+		return RestoreKeyring{}, fmt.Errorf("secrets-vault restore-keyring configuration: %s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// LogValue logs the restore configuration without the database URL (it may hold a password).
+func (c RestoreKeyring) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("migration_database_url", c.MigrationDatabaseURL),
+		slog.String("key_provider", c.KeyProvider),
+		slog.String("keyring_backup_url", c.KeyringBackupURL),
+	)
 }
 
 // LogValue logs the configuration without anything secret (the key provider URL names a file

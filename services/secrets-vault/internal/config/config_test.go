@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -65,6 +66,51 @@ func TestLoad(t *testing.T) {
 			if c.check != nil {
 				c.check(t, cfg)
 			}
+		})
+	}
+}
+
+func TestLoadRestoreKeyring(t *testing.T) {
+	full := map[string]string{
+		"MIGRATION_DATABASE_URL":   "postgres://secrets_vault_migrate:hunter2@db/secrets_vault",
+		"FORGE_KEY_PROVIDER":       "file:///dev/kek",
+		"FORGE_KEYRING_BACKUP_URL": "file:///tmp/keyring",
+	}
+	cases := []struct {
+		name    string
+		without string
+		set     map[string]string
+		wantErr string
+	}{
+		{name: "complete, and nothing of serve's needed"},
+		{name: "no database", without: "MIGRATION_DATABASE_URL", wantErr: "MIGRATION_DATABASE_URL"},
+		{name: "no key provider", without: "FORGE_KEY_PROVIDER", wantErr: "FORGE_KEY_PROVIDER"},
+		{name: "no bucket", without: "FORGE_KEYRING_BACKUP_URL", wantErr: "FORGE_KEYRING_BACKUP_URL"},
+		{name: "bucket without scheme", set: map[string]string{"FORGE_KEYRING_BACKUP_URL": "/tmp/keyring"}, wantErr: "FORGE_KEYRING_BACKUP_URL"},
+		// The runtime URL is not what it reads: the tables' owner writes the keys.
+		{name: "runtime URL only", without: "MIGRATION_DATABASE_URL", set: map[string]string{"DATABASE_URL": "postgres://app@db/x"}, wantErr: "MIGRATION_DATABASE_URL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range full {
+				if k != c.without {
+					m[k] = v
+				}
+			}
+			for k, v := range c.set {
+				m[k] = v
+			}
+			cfg, err := LoadRestoreKeyring(func(k string) string { return m[k] })
+			if c.wantErr != "" {
+				require.ErrorContains(t, err, c.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, full["MIGRATION_DATABASE_URL"], cfg.MigrationDatabaseURL.Reveal())
+			require.Equal(t, "file:///dev/kek", cfg.KeyProvider)
+			require.Equal(t, "file:///tmp/keyring", cfg.KeyringBackupURL)
+			require.NotContains(t, fmt.Sprint(cfg.LogValue()), "hunter2", "the database password is never logged")
 		})
 	}
 }
