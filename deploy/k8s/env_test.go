@@ -77,6 +77,11 @@ func binaryEnv() map[string]map[string]commandEnv {
 			"serve": serveWith(append(slices.Clone(db), "FORGE_KEY_PROVIDER", "FORGE_KEYRING_BACKUP_URL"),
 				[]string{"FORGE_VAULT_KEY_CACHE_SIZE", "FORGE_VAULT_KEY_CACHE_TTL", "FORGE_VAULT_REWRAP_INTERVAL"}),
 			"migrate": migrateEnv,
+			// restore-keyring loads the wrapped keys back from the keyring backups into a
+			// restored database, as the migration role; nothing of serve.
+			"restore-keyring": {
+				Required: []string{"MIGRATION_DATABASE_URL", "FORGE_KEY_PROVIDER", "FORGE_KEYRING_BACKUP_URL"},
+			},
 		},
 		"sandbox-origin": {
 			"serve": serveWith(append(slices.Clone(db), "FORGE_HTTP_ADDR", "FORGE_SANDBOX_DOMAIN", "FORGE_CONSOLE_ORIGIN", "FORGE_EDGE_CERT",

@@ -352,6 +352,7 @@ func expectedEdges(r rendering, exts []external) []string {
 	}
 	add("data-lifecycle-backup -> %s:5432/TCP", mainPostgres)
 	add("data-lifecycle-vault-backup -> %s:5432/TCP", vaultPostgres)
+	add("secrets-vault-restore-keyring -> %s:5432/TCP", vaultPostgres)
 	for _, pg := range []string{mainPostgres, vaultPostgres} {
 		add("data-lifecycle-restore -> %s:5432/TCP", pg)
 		for _, src := range []string{pg, "cnpg-operator"} {
@@ -371,7 +372,8 @@ func expectedEdges(r rendering, exts []external) []string {
 		}
 	}
 	// Object storage: never secrets-vault-pg, which has no backup to ship.
-	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "data-lifecycle-vault-backup", "data-lifecycle-restore", mainPostgres} {
+	for _, w := range []string{"apps", "secrets-vault", "data-lifecycle", "data-lifecycle-backup", "data-lifecycle-vault-backup", "data-lifecycle-restore",
+		"secrets-vault-restore-keyring", mainPostgres} {
 		add("%s -> cloud-endpoint:443/TCP", w)
 	}
 	out := make([]string, 0, len(set))
@@ -460,8 +462,9 @@ func checkDefaultDeny(t *testing.T, s *suite) {
 	}
 }
 
-// regionWithMigrations is the whole region plus its migration entries and data-lifecycle's
-// restore entry: what runs in the region while a migration or a restore Job is up.
+// regionWithMigrations is the whole region plus its migration entries, data-lifecycle's
+// restore entry and secrets-vault's keyring restore: what runs in the region while a
+// migration or a restore Job is up.
 func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 	tb.Helper()
 	whole := s.get(tb, "regions/"+region)
@@ -472,9 +475,11 @@ func regionWithMigrations(tb testing.TB, s *suite, region string) rendering {
 			r.Objects = append(r.Objects, s.get(tb, "regions/"+region+"/"+svc.Name+"/migrate").ofKind("NetworkPolicy")...)
 		}
 	}
-	restore := s.get(tb, "regions/"+region+"/data-lifecycle/restore")
-	r.Objects = append(r.Objects, restore.ofKind("Job")...)
-	r.Objects = append(r.Objects, restore.ofKind("NetworkPolicy")...)
+	for _, entry := range []string{"data-lifecycle/restore", "secrets-vault/restore-keyring"} {
+		restore := s.get(tb, "regions/"+region+"/"+entry)
+		r.Objects = append(r.Objects, restore.ofKind("Job")...)
+		r.Objects = append(r.Objects, restore.ofKind("NetworkPolicy")...)
+	}
 	return r
 }
 

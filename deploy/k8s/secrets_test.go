@@ -77,12 +77,13 @@ var secretFileRules = []secretFileRule{
 	{"data-lifecycle", "restore", "FORGE_KEY_PROVIDER", "data-lifecycle-backup-key", "backup.key", true},
 	{"data-lifecycle", "serve", "FORGE_CERT_SIGNING_KEY", "data-lifecycle-signing-key", "key.pem", false},
 	{"sandbox-origin", "serve", "FORGE_SANDBOX_GRANT_KEY_FILE", "sandbox-origin-grant-key", "key", false},
+	{"secrets-vault", "restore-keyring", "FORGE_KEY_PROVIDER", "secrets-vault-root-key", "root.key", true},
 }
 
 // secretFileProblems: every key file comes from its own Secret, mounted read-only as a
 // directory, readable by no other user; the region's root key (KEK) is mounted by
-// secrets-vault's server and by nothing else, and only the backup and restore jobs hold the
-// backup key.
+// secrets-vault's server and its keyring restore Job and by nothing else, and only the backup
+// and restore jobs hold the backup key.
 func secretFileProblems(r rendering) []string {
 	var p []string
 	for _, w := range workloadsOf(r) {
@@ -127,8 +128,8 @@ func secretFileProblems(r rendering) []string {
 			}
 			switch v.Secret.SecretName {
 			case "secrets-vault-root-key":
-				if !slices.Equal(runs, []string{"secrets-vault serve"}) {
-					p = append(p, fmt.Sprintf("%s mounts the root key (only secrets-vault may)", w))
+				if !slices.Equal(runs, []string{"secrets-vault serve"}) && !slices.Equal(runs, []string{"secrets-vault restore-keyring"}) {
+					p = append(p, fmt.Sprintf("%s mounts the root key (only secrets-vault's server and keyring restore may)", w))
 				}
 			case "data-lifecycle-backup-key":
 				if !slices.Equal(runs, []string{"data-lifecycle backup"}) && !slices.Equal(runs, []string{"data-lifecycle restore"}) {
