@@ -121,4 +121,7 @@ func (b Base) LogValue() slog.Value {
 	)
 }
 
-var errUsage = errors.New("usage: <service> [serve|migrate]")
+// errUsage answers a command neither pkg/service nor the service's own main knows (a service
+// may add commands before calling Main: data-lifecycle's backup and restore, the vault's
+// restore-keyring; its README lists them).
+var errUsage = errors.New("usage: <service> [serve|migrate|<a command of the service, see its README>]")
