@@ -79,6 +79,10 @@ certs: ## Write the development CA and one workload certificate per service into
 run: build ## Run the whole suite locally (Postgres, NATS, dev certificates, every service, the gateway).
 	$(BIN)/devstack up -root $(CURDIR) -services "$(BUILT_SERVICES)"
 
+.PHONY: reset
+reset: ## Delete the local stack's data (every service database, objects, keys, NATS store); stop make run first.
+	go run ./pkg/cmd/devstack reset -root $(CURDIR)
+
 # --- test --------------------------------------------------------------------------------
 
 .PHONY: deps

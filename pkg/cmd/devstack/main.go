@@ -1,5 +1,6 @@
-// Command devstack runs the suite locally (`devstack up`, behind `make run`) and makes sure
-// PostgreSQL and NATS are running for the tests (`devstack ensure`, behind `make test`).
+// Command devstack runs the suite locally (`devstack up`, behind `make run`), makes sure
+// PostgreSQL and NATS are running for the tests (`devstack ensure`, behind `make test`), and
+// deletes the local stack's data (`devstack reset`, behind `make reset`).
 package main
 
 import (
@@ -30,7 +31,7 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: devstack up|ensure [flags]")
+		return errors.New("usage: devstack up|ensure|reset [flags]")
 	}
 	logger := telemetry.NewLogger(stdout, "devstack", slog.LevelInfo)
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
@@ -50,6 +51,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return fmt.Errorf("nats: %w", err)
 		}
 		return nil
+	case "reset":
+		return devstack.Reset(ctx, devstack.ResetConfig{
+			StateDir: *root + "/.dev",
+			AdminURL: getenv("DATABASE_URL"),
+			Logger:   logger,
+		})
 	case "up":
 		r, err := owner.ParseRegion(*region)
 		if err != nil {
