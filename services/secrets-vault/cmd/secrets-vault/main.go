@@ -66,6 +66,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return nil, err
 		}
+		// A bucket that keeps object versions would keep every shredded tenant's keys.
+		if err := backup.CheckUnversioned(ctx); err != nil {
+			_ = backup.Close()
+			return nil, err
+		}
 		wake := make(chan struct{}, 1)
 		v, err := vault.New(vault.Config{
 			Store:     postgres.NewStore(rt.DB),

@@ -44,6 +44,10 @@ func restoreKeyring(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer backups.Close()
+	// The bucket serve would refuse is refused here too, before anything is written.
+	if err := backups.CheckUnversioned(ctx); err != nil {
+		return fmt.Errorf("restore-keyring: %w", err)
+	}
 	store, err := postgres.OpenRestore(ctx, cfg.MigrationDatabaseURL.Reveal())
 	if err != nil {
 		return err

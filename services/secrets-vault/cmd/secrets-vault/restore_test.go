@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/johannesboyne/gofakes3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/forgeapps/backbone/pkg/owner"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/forgeapps/backbone/services/secrets-vault/internal/kek"
 	"github.com/forgeapps/backbone/services/secrets-vault/internal/keybackup"
+	"github.com/forgeapps/backbone/services/secrets-vault/internal/keybackup/s3test"
 	"github.com/forgeapps/backbone/services/secrets-vault/internal/postgres"
 	"github.com/forgeapps/backbone/services/secrets-vault/internal/vault"
 )
@@ -108,4 +110,48 @@ func TestRestoreKeyring(t *testing.T) {
 	var shredded bool
 	require.NoError(t, pg.Migrator.QueryRow(ctx, `SELECT shredded_at IS NOT NULL FROM keyrings WHERE owner_id = $1`, bob).Scan(&shredded))
 	require.False(t, shredded, "a tenant without backups is reported, never tombstoned")
+}
+
+// TestRestoreKeyringRefusesVersionedBucket: restore-keyring refuses the keyring bucket serve
+// would refuse (one that keeps object versions) before it writes anything, although the
+// bucket holds a good backup.
+func TestRestoreKeyringRefusesVersionedBucket(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.New(t, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
+	keyPath := filepath.Join(t.TempDir(), "kek")
+	key := make([]byte, kek.KeySize)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyPath, key, 0o600))
+	srv := s3test.Start(t)
+	env := map[string]string{
+		"MIGRATION_DATABASE_URL":   pg.MigrationURL,
+		"FORGE_KEY_PROVIDER":       "file://" + keyPath,
+		"FORGE_KEYRING_BACKUP_URL": srv.CreateBucket(t, "keyring"),
+	}
+	srv.SetVersioning(t, "keyring", gofakes3.VersioningEnabled)
+
+	provider, err := kek.Open(env["FORGE_KEY_PROVIDER"])
+	require.NoError(t, err)
+	backups, err := keybackup.Open(ctx, env["FORGE_KEYRING_BACKUP_URL"])
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = backups.Close() })
+	v, err := vault.New(vault.Config{Store: postgres.NewStore(pg.DB), KEK: provider, Backup: backups, CacheSize: -1})
+	require.NoError(t, err)
+	alice := owner.New()
+	_, _, err = v.Encrypt(ctx, alice, vault.Actor{Workload: "spiffe://forge.internal/apps", Purpose: vault.PurposeAppContent},
+		[]vault.Item{{Binding: vault.Binding{Object: "app/1", Field: "name"}, Data: []byte("alice's app")}})
+	require.NoError(t, err)
+	_, err = backups.Get(ctx, alice, 1)
+	require.NoError(t, err, "alice's key is backed up")
+	_, err = pg.Migrator.Exec(ctx, `DELETE FROM tenant_keys`)
+	require.NoError(t, err)
+
+	var out bytes.Buffer
+	err = run(ctx, []string{"restore-keyring"}, func(k string) string { return env[k] }, &out)
+	require.ErrorContains(t, err, `restore-keyring: keybackup: bucket "keyring" has versioning Enabled`)
+	require.Empty(t, out.String(), "no summary: nothing was attempted")
+	var keys int
+	require.NoError(t, pg.Migrator.QueryRow(ctx, `SELECT count(*) FROM tenant_keys`).Scan(&keys))
+	require.Zero(t, keys, "nothing restored")
 }
