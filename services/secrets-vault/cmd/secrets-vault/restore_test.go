@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -30,10 +28,7 @@ func TestRestoreKeyring(t *testing.T) {
 	pg := pgtest.New(t, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "kek")
-	key := make([]byte, kek.KeySize)
-	_, err := rand.Read(key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(keyPath, key, 0o600))
+	require.NoError(t, kek.NewKeyFile(keyPath))
 	env := map[string]string{
 		"MIGRATION_DATABASE_URL":   pg.MigrationURL,
 		"FORGE_KEY_PROVIDER":       "file://" + keyPath,
@@ -119,10 +114,7 @@ func TestRestoreKeyringRefusesVersionedBucket(t *testing.T) {
 	ctx := context.Background()
 	pg := pgtest.New(t, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
 	keyPath := filepath.Join(t.TempDir(), "kek")
-	key := make([]byte, kek.KeySize)
-	_, err := rand.Read(key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(keyPath, key, 0o600))
+	require.NoError(t, kek.NewKeyFile(keyPath))
 	srv := s3test.Start(t)
 	env := map[string]string{
 		"MIGRATION_DATABASE_URL":   pg.MigrationURL,

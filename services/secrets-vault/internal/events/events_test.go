@@ -2,9 +2,7 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,10 +40,7 @@ func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	pg := pgtest.New(tb, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
 	keyPath := filepath.Join(tb.TempDir(), "kek")
-	key := make([]byte, kek.KeySize)
-	_, err := rand.Read(key)
-	require.NoError(tb, err)
-	require.NoError(tb, os.WriteFile(keyPath, key, 0o600))
+	require.NoError(tb, kek.NewKeyFile(keyPath))
 	provider, err := kek.OpenFile(keyPath)
 	require.NoError(tb, err)
 	bucket, err := fileblob.OpenBucket(tb.TempDir(), nil)

@@ -3,11 +3,9 @@ package grpcapi_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -93,10 +91,7 @@ func newEnv(tb testing.TB, opts ...func(*envOptions)) *env {
 	pg := pgtest.New(tb, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
 
 	keyPath := filepath.Join(tb.TempDir(), "kek")
-	key := make([]byte, kek.KeySize)
-	_, err := rand.Read(key)
-	require.NoError(tb, err)
-	require.NoError(tb, os.WriteFile(keyPath, key, 0o600))
+	require.NoError(tb, kek.NewKeyFile(keyPath))
 	provider, err := kek.Open("file://" + keyPath)
 	require.NoError(tb, err)
 

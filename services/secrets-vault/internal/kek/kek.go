@@ -79,6 +79,29 @@ type File struct {
 // access (defaultMode 0440); nobody else may read it, and nobody but the owner may change it.
 const keyFilePerm os.FileMode = 0o640
 
+// NewKeyFile writes a fresh random root key to path, readable and writable by its owner only
+// (0600), for a development machine or a test. It never replaces an existing file: a root
+// key overwritten is every tenant's data lost.
+func NewKeyFile(path string) error {
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("kek: new key file: %w", err)
+	}
+	defer clear(key)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("kek: new key file: %w", err)
+	}
+	if _, err := f.Write(key); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("kek: new key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("kek: new key file: %w", err)
+	}
+	return nil
+}
+
 // OpenFile reads the root key from path. The path must be absolute and name a regular file,
 // directly or through symbolic links (a Kubernetes Secret volume mounts each key as a link
 // into a versioned directory), of exactly 32 bytes, that no one but its owner and group can

@@ -157,3 +157,28 @@ func TestWrapBindsAADAndKey(t *testing.T) {
 		})
 	}
 }
+
+// TestNewKeyFile: a new key file opens as a root key, is 0600, and is never overwritten.
+func TestNewKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "root.key")
+	require.NoError(t, NewKeyFile(path))
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Len(t, before, KeySize)
+	_, err = OpenFile(path)
+	require.NoError(t, err)
+
+	require.Error(t, NewKeyFile(path), "an existing key is never replaced")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+
+	other := filepath.Join(t.TempDir(), "other.key")
+	require.NoError(t, NewKeyFile(other))
+	second, err := os.ReadFile(other)
+	require.NoError(t, err)
+	require.NotEqual(t, before, second, "random, not fixed")
+}

@@ -3,11 +3,9 @@ package vault_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -39,10 +37,7 @@ func newRestoreEnv(tb testing.TB) *restoreEnv {
 	tb.Helper()
 	pg := pgtest.New(tb, pgtest.Spec{Schema: postgres.Schema, Sources: postgres.Sources()})
 	keyPath := filepath.Join(tb.TempDir(), "kek")
-	key := make([]byte, kek.KeySize)
-	_, err := rand.Read(key)
-	require.NoError(tb, err)
-	require.NoError(tb, os.WriteFile(keyPath, key, 0o600))
+	require.NoError(tb, kek.NewKeyFile(keyPath))
 	provider, err := kek.Open("file://" + keyPath)
 	require.NoError(tb, err)
 	bucket, err := fileblob.OpenBucket(tb.TempDir(), nil)
