@@ -150,18 +150,21 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 
 	// Ports first: every service learns every other one's address.
+	var ports portPool
 	for _, sp := range Specs() {
 		if !slices.Contains(cfg.Services, sp.Name) {
 			continue
 		}
 		if cfg.RandomPorts {
-			if sp, err = withFreePorts(sp); err != nil {
+			if sp, err = ports.assign(sp); err != nil {
+				ports.release()
 				return nil, err
 			}
 		}
 		s.specs[sp.Name] = sp
 		s.order = append(s.order, sp.Name)
 	}
+	ports.release()
 	common := []string{
 		"FORGE_REGION=" + cfg.Region.String(),
 		"FORGE_TRUST_DOMAIN=" + workload.DefaultTrustDomain,
@@ -279,29 +282,45 @@ func (s *Stack) dropDatabases(adminURL string) {
 	}
 }
 
-func withFreePorts(sp ServiceSpec) (ServiceSpec, error) {
+// portPool hands out free loopback ports for a stack, holding each one's listener until
+// release: a port closed as soon as it is picked may be picked again by the next call, which
+// once gave a service the same port for gRPC and health (and a failed start).
+type portPool struct {
+	held []net.Listener
+}
+
+func (p *portPool) take() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	p.held = append(p.held, l)
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// assign gives sp free ports, none shared with anything taken from the pool before.
+func (p *portPool) assign(sp ServiceSpec) (ServiceSpec, error) {
 	var err error
-	if sp.GRPCPort, err = freePort(); err != nil {
+	if sp.GRPCPort, err = p.take(); err != nil {
 		return sp, err
 	}
-	if sp.HealthPort, err = freePort(); err != nil {
+	if sp.HealthPort, err = p.take(); err != nil {
 		return sp, err
 	}
 	if sp.HTTPPort != 0 {
-		if sp.HTTPPort, err = freePort(); err != nil {
+		if sp.HTTPPort, err = p.take(); err != nil {
 			return sp, err
 		}
 	}
 	return sp, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// release closes the held listeners, just before the services bind the ports.
+func (p *portPool) release() {
+	for _, l := range p.held {
+		_ = l.Close()
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	p.held = nil
 }
 
 // ensureKeyFile creates a random 256-bit key file with mode 0600 if it does not exist.

@@ -114,3 +114,24 @@ func (p *PKI) Dial(tb testing.TB, addr, as, server string) *grpc.ClientConn {
 func AsOwner(ctx context.Context, o owner.ID) context.Context {
 	return owner.NewContext(ctx, owner.Owner{ID: o, HomeRegion: owner.DefaultRegion})
 }
+
+// FreeAddrs returns n distinct free loopback addresses for a server under test to bind. The
+// listeners are held until all n are picked, so the kernel cannot hand the same port out
+// twice (a port closed as soon as it is picked can come back on the next pick).
+func FreeAddrs(tb testing.TB, n int) []string {
+	tb.Helper()
+	addrs := make([]string, 0, n)
+	held := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(tb, err)
+		held = append(held, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,14 +50,6 @@ func (w *syncWriter) String() string {
 	return w.buf.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // serveEnv is the environment serve runs with in production: certificates, the root key, a
 // migrated database, NATS, a free gRPC address and a development keyring directory. It returns
 // the certificates' directory and the root key too.
@@ -76,7 +67,7 @@ func serveEnv(t *testing.T) (env map[string]string, certs string, key []byte) {
 	keyPath := filepath.Join(dir, "kek")
 	require.NoError(t, os.WriteFile(keyPath, key, 0o600))
 	env = map[string]string{
-		"FORGE_GRPC_ADDR":          freeAddr(t),
+		"FORGE_GRPC_ADDR":          grpctest.FreeAddrs(t, 1)[0],
 		"FORGE_TLS_CERT":           filepath.Join(certs, "secrets-vault.pem"),
 		"FORGE_TLS_KEY":            filepath.Join(certs, "secrets-vault-key.pem"),
 		"FORGE_TLS_CA":             filepath.Join(certs, "ca.pem"),

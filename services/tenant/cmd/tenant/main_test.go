@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	tenantv1 "github.com/forgeapps/backbone/pkg/gen/forge/tenant/v1"
 	"github.com/forgeapps/backbone/pkg/grpcclient"
 	"github.com/forgeapps/backbone/pkg/mtls"
+	"github.com/forgeapps/backbone/pkg/testkit/grpctest"
 	"github.com/forgeapps/backbone/pkg/testkit/natstest"
 	"github.com/forgeapps/backbone/pkg/testkit/pgtest"
 	"github.com/forgeapps/backbone/pkg/workload"
@@ -43,15 +43,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
-
 // The binary's two commands, wired as in production: `migrate` applies the schema to an
 // empty database, and `serve` passes the posture check with that schema, serves mTLS gRPC,
 // runs its consumer, and stops cleanly.
@@ -60,11 +51,12 @@ func TestRunMigrateThenServe(t *testing.T) {
 	nats := natstest.Start(t)
 	certs := t.TempDir()
 	require.NoError(t, devca.WriteDir(certs, workload.DefaultTrustDomain, []string{workload.Tenant, workload.Gateway}, time.Hour))
-	grpcAddr := freeAddr(t)
+	addrs := grpctest.FreeAddrs(t, 2)
+	grpcAddr := addrs[0]
 	vars := map[string]string{
 		"FORGE_REGION":           "us-east",
 		"FORGE_GRPC_ADDR":        grpcAddr,
-		"FORGE_HEALTH_ADDR":      freeAddr(t),
+		"FORGE_HEALTH_ADDR":      addrs[1],
 		"FORGE_TLS_CERT":         filepath.Join(certs, "tenant.pem"),
 		"FORGE_TLS_KEY":          filepath.Join(certs, "tenant-key.pem"),
 		"FORGE_TLS_CA":           filepath.Join(certs, "ca.pem"),
